@@ -1,0 +1,40 @@
+# Two commands set everything up: `make serve` and `make test` (see README.md).
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+VENV := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: serve test install-serve install-dev bench soak train-polyp train-camvid clean
+
+# uv itself comes from PyPI into a private folder when the machine has none.
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+# Serving needs only the core + ONNX Runtime (CPU); --inexact keeps the dev/train extras if present.
+install-serve: $(UV)
+	$(UV) sync --frozen --inexact --extra cpu --no-default-groups
+
+install-dev: $(UV)
+	$(UV) sync --frozen --extra cpu --group train --group dev
+
+serve: install-serve
+	$(VENV) -m service --host $(HOST) --port $(PORT)
+
+test: install-dev
+	$(VENV) -m pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	$(VENV) -m benchmarks
+
+train-polyp: install-dev
+	$(VENV) -m training.train --config training/configs/polyp.toml
+
+train-camvid: install-dev
+	$(VENV) -m training.train --config training/configs/camvid.toml
+
+clean:
+	rm -rf .venv .tools .pytest_cache

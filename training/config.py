@@ -1,0 +1,114 @@
+"""The training configuration: one dataclass, read from a TOML file and overridden by flags.
+
+The resolved config is written next to the checkpoints (``config.json``) so that export,
+evaluation and the model card rebuild exactly the trained network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STRATEGIES = ("none", "mirrored", "multiworker")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; field names double as ``--kebab-case`` flags."""
+
+    run_name: str = "run"
+    dataset: str = "kvasir"
+    data_root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    backbone: str = "mobilenetv2"
+    backbone_options: dict = field(default_factory=dict)
+    output_stride: int = 16
+    aspp_rates: list[int] | None = None
+    dropout: float = 0.1
+    bn_momentum: float = 0.9
+    crop_size: int = 256
+    max_side: int | None = 512
+    batch_size: int = 8
+    epochs: int = 30
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    loss: str = "dice_focal"
+    optimizer: str = "sgd"
+    learning_rate: float = 0.007
+    final_learning_rate: float = 0.0001
+    warmup_epochs: float = 1.0
+    weight_decay: float = 4e-5
+    monitor: str | None = None
+    mixed_precision: bool = False
+    gradient_checkpointing: bool = False
+    strategy: str = "none"
+    checkpoint_dir: str = "checkpoints"
+    max_minutes: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not 64 <= self.crop_size <= 1024:
+            raise ValueError(f"crop_size must be in [64, 1024], got {self.crop_size}")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("batch_size and epochs must be >= 1")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.checkpoint_dir) / self.run_name
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _flag_type(annotation):
+    """argparse type for a dataclass field annotation; lists and dicts are given as JSON."""
+    text = str(annotation)
+    if "list" in text or "dict" in text:
+        return json.loads
+    if "bool" in text:
+        return lambda value: value.lower() in ("1", "true", "yes", "on")
+    for kind in (int, float):
+        if kind.__name__ in text:
+            return lambda value, kind=kind: None if value.lower() == "none" else kind(value)
+    return str
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """``--config file.toml`` first, then any ``--field value`` flag overrides it."""
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML file with TrainConfig fields")
+    hints = typing.get_type_hints(TrainConfig)
+    for item in dataclasses.fields(TrainConfig):
+        flag = "--" + item.name.replace("_", "-")
+        if hints[item.name] is bool:
+            parser.add_argument(flag, dest=item.name, nargs="?", const=True, type=_flag_type(bool),
+                                default=argparse.SUPPRESS)
+        else:
+            parser.add_argument(flag, dest=item.name, type=_flag_type(hints[item.name]),
+                                default=argparse.SUPPRESS)
+    args = vars(parser.parse_args(argv))
+    values = {}
+    config_path = args.pop("config")
+    if config_path is not None:
+        if not config_path.is_file():
+            parser.error(f"config file not found: {config_path}")
+        values = tomllib.loads(config_path.read_text())
+        unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            parser.error(f"{config_path}: unknown keys {sorted(unknown)}")
+    values.update(args)
+    try:
+        return TrainConfig(**values)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))

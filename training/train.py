@@ -1,0 +1,197 @@
+"""``python -m training.train --config training/configs/polyp.toml``: train DeepLabv3+.
+
+A run lives in ``<checkpoint_dir>/<run_name>/``: the resolved ``config.json``, ``last.weights.h5``
+(model + optimizer, written every epoch) with ``state.json`` (epochs done) for resuming,
+``best.weights.h5`` (best validation score), ``history.csv`` and ``tensorboard/``. Running the
+same command again resumes where the last run stopped, so a long training survives the end of a
+session; ``--max-minutes`` stops cleanly at an epoch boundary before a deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from training.config import TrainConfig, parse_args  # noqa: E402
+from training.datasets import class_pixel_counts, get_dataset, make_pipeline  # noqa: E402
+from training.losses import class_weights_from_counts, make_loss  # noqa: E402
+from training.metrics import ForegroundDice, MeanIoU  # noqa: E402
+from training.model import build_deeplab  # noqa: E402
+from training.schedule import WarmupCosine  # noqa: E402
+
+
+def make_strategy(name: str):
+    """The tf.distribute strategy for ``name``; ``multiworker`` reads the cluster from TF_CONFIG."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise SystemExit("--strategy multiworker needs TF_CONFIG describing the cluster")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def worker_role() -> tuple[int, bool]:
+    """(task index, is chief) from TF_CONFIG; a single process is worker 0 and chief."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    index = int(task.get("index", 0))
+    return index, task.get("type", "worker") == "chief" or (task.get("type", "worker") == "worker" and index == 0)
+
+
+class RunState(keras.callbacks.Callback):
+    """Writes ``last.weights.h5`` + ``state.json`` each epoch (resume point) and stops the run
+    at an epoch boundary once ``max_minutes`` would be exceeded."""
+
+    def __init__(self, run_dir: Path, write: bool, max_minutes: float | None):
+        super().__init__()
+        self.run_dir, self.write, self.max_seconds = run_dir, write, (max_minutes or 0) * 60
+        self.started = time.monotonic()
+        self.epoch_started = self.started
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Every worker must call save_weights (it is collective under MultiWorkerMirrored);
+        # only the chief writes to the run directory.
+        target = self.run_dir if self.write else Path(tempfile.mkdtemp())
+        self.model.save_weights(target / "last.weights.h5")
+        if self.write:
+            state = {"epochs_done": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}
+            (self.run_dir / "state.json").write_text(json.dumps(state, indent=2))
+        elapsed = time.monotonic() - self.started
+        if self.max_seconds and elapsed + (time.monotonic() - self.epoch_started) > self.max_seconds:
+            print(f"\nstopping after epoch {epoch + 1}: --max-minutes budget reached", flush=True)
+            self.model.stop_training = True
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 over all weights: equal on every worker of one synchronous run."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.asarray(keras.ops.convert_to_numpy(weight), dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _resolve_class_info(config: TrainConfig, dataset, run_dir: Path) -> dict:
+    """Class names, palette and (for weighted losses) training pixel counts, cached per run."""
+    cache = run_dir / "class_counts.json"
+    info = {"classes": list(dataset.classes), "palette": [list(c) for c in dataset.palette],
+            "ignore_index": dataset.ignore_index, "num_classes": dataset.num_classes}
+    if config.loss != "dice_focal":
+        if cache.is_file():
+            counts = json.loads(cache.read_text())
+        else:
+            counts = [int(c) for c in class_pixel_counts(dataset)]
+            cache.write_text(json.dumps(counts))
+        info["class_pixel_counts"] = counts
+        info["class_weights"] = class_weights_from_counts(counts).tolist()
+    return info
+
+
+def _make_optimizer(config: TrainConfig, total_steps: int, warmup_steps: int):
+    schedule = WarmupCosine(total_steps, config.learning_rate, config.final_learning_rate, warmup_steps)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    return keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=config.weight_decay)
+
+
+def train(config: TrainConfig) -> dict:
+    """Run (or resume) training; returns the final epoch's logs plus run facts."""
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = make_strategy(config.strategy)
+    task_index, is_chief = worker_role()
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    train_set = get_dataset(config.dataset, root=config.data_root, split=config.train_split)
+    val_set = get_dataset(config.dataset, root=config.data_root, split=config.val_split)
+    info = _resolve_class_info(config, train_set, run_dir)
+    if is_chief:
+        (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), **info}, indent=2))
+
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    steps_per_epoch = config.steps_per_epoch or math.ceil(len(train_set.samples) / global_batch)
+    validation_steps = config.validation_steps or math.ceil(len(val_set.samples) / global_batch)
+    train_data = make_pipeline(train_set, config.crop_size, global_batch, augment=True, shuffle=True,
+                               repeat=True, seed=config.seed, max_side=config.max_side)
+    val_data = make_pipeline(val_set, config.crop_size, global_batch, augment=False, shuffle=False,
+                             repeat=True, seed=config.seed, max_side=config.max_side)
+
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+    with strategy.scope():
+        model = build_deeplab(
+            info["num_classes"], backbone=config.backbone, input_size=(config.crop_size, config.crop_size),
+            output_stride=config.output_stride, aspp_rates=config.aspp_rates,
+            backbone_options=config.backbone_options, dropout=config.dropout,
+            sync_batchnorm=config.strategy != "none", gradient_checkpointing=config.gradient_checkpointing,
+            bn_momentum=config.bn_momentum,
+        )
+        model.compile(
+            optimizer=_make_optimizer(config, total_steps, warmup_steps),
+            loss=make_loss(config.loss, info.get("class_weights")),
+            metrics=[MeanIoU(info["num_classes"]), ForegroundDice(info["num_classes"])],
+        )
+
+    initial_epoch = 0
+    state_path = run_dir / "state.json"
+    if state_path.is_file() and (run_dir / "last.weights.h5").is_file():
+        initial_epoch = json.loads(state_path.read_text())["epochs_done"]
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(run_dir / "last.weights.h5")
+        print(f"resuming {run_dir} after epoch {initial_epoch}", flush=True)
+    if initial_epoch >= config.epochs:
+        print(f"{run_dir} already trained for {initial_epoch} epochs", flush=True)
+        return {"epochs_done": initial_epoch}
+
+    monitor = config.monitor or ("val_dice" if info["num_classes"] == 2 else "val_miou")
+    write_dir = run_dir if is_chief else Path(tempfile.mkdtemp())
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(write_dir / "best.weights.h5", monitor=monitor, mode="max",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(write_dir / "tensorboard"), update_freq="epoch"),
+        RunState(run_dir, write=is_chief, max_minutes=config.max_minutes),
+    ]
+    history = model.fit(
+        train_data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+        validation_data=val_data, validation_steps=validation_steps, callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    summary = {
+        "task_index": task_index,
+        "is_chief": is_chief,
+        "replicas": strategy.num_replicas_in_sync,
+        "steps_run": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "weights_sha256": weights_digest(model),
+        "final_logs": {k: float(v[-1]) for k, v in history.history.items()},
+    }
+    workers_dir = run_dir / "workers"
+    workers_dir.mkdir(exist_ok=True)
+    (workers_dir / f"worker-{task_index}.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    summary = train(parse_args(argv))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
