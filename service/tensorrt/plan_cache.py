@@ -1,0 +1,58 @@
+"""Which TensorRT plan serves a model, and when one must be (re)built.
+
+One rule, used both by the container entrypoint (build what is missing or stale before the
+service starts) and by ``--backend auto`` (use TensorRT only when a matching plan exists):
+a plan matches when its sidecar names this host's TensorRT version and GPU model, the ONNX hash
+in the model card, and a batch range that covers the service's largest batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.tensorrt.errors import SidecarError
+from service.tensorrt.sidecar import Platform, mismatches, read_sidecar
+
+PLAN_SUFFIX = ".plan"
+
+
+def plan_path(onnx_file: str | Path, directory: Path) -> Path:
+    """``<directory>/<onnx stem>.plan``: the plan for a card's ONNX file."""
+    return directory / (Path(onnx_file).stem + PLAN_SUFFIX)
+
+
+@dataclass(frozen=True)
+class PlanDecision:
+    plan: Path
+    build: bool
+    reasons: tuple[str, ...]
+
+    def describe(self) -> str:
+        if not self.build:
+            return f"{self.plan}: matches this GPU and TensorRT, using it"
+        return f"{self.plan}: (re)building: " + "; ".join(self.reasons)
+
+
+def decide(plan: Path, onnx_sha256: str, running: Platform, *, precision: str | None = None,
+           max_batch: int | None = None) -> PlanDecision:
+    """Use ``plan`` if it exists and its sidecar matches; otherwise say why it must be built."""
+    if not plan.is_file():
+        return PlanDecision(plan, True, (f"no plan at {plan}",))
+    try:
+        sidecar = read_sidecar(plan)
+    except SidecarError as error:
+        return PlanDecision(plan, True, (str(error),))
+    reasons = mismatches(sidecar, running, onnx_sha256=onnx_sha256, precision=precision, max_batch=max_batch)
+    return PlanDecision(plan, bool(reasons), tuple(reasons))
+
+
+def find_matching_plan(onnx_file: str | Path, onnx_sha256: str, directories: Iterable[Path],
+                       running: Platform, max_batch: int | None = None) -> Path | None:
+    """The first plan in ``directories`` that can serve this model here, of any precision."""
+    for directory in directories:
+        decision = decide(plan_path(onnx_file, directory), onnx_sha256, running, max_batch=max_batch)
+        if not decision.build:
+            return decision.plan
+    return None
