@@ -1,0 +1,69 @@
+"""Find a training run's weights and config, and rebuild its network at any input size.
+
+``training.train`` writes ``<run>/config.json`` next to ``best.weights.h5``/``last.weights.h5``.
+DeepLabv3+ weights do not depend on the input size, so export and evaluation rebuild the model at
+the size they need (512x512 for the shipped models) and load the trained weights into it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHT_FILES = ("best.weights.h5", "last.weights.h5")
+REQUIRED_CONFIG_KEYS = ("dataset", "num_classes", "classes", "palette", "backbone")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    run_dir: Path
+    weights_path: Path
+    config: dict
+
+    @property
+    def config_path(self) -> Path:
+        return self.run_dir / "config.json"
+
+
+def resolve_checkpoint(path: str | Path) -> Checkpoint:
+    """``path`` is a run directory (uses best, else last weights) or a ``*.weights.h5`` file whose
+    directory holds ``config.json``."""
+    path = Path(path)
+    if path.is_file():
+        if not path.name.endswith(".weights.h5"):
+            raise ValueError(f"{path}: expected a run directory or a .weights.h5 file")
+        run_dir, weights_path = path.parent, path
+    elif path.is_dir():
+        run_dir = path
+        candidates = [path / name for name in WEIGHT_FILES]
+        weights_path = next((c for c in candidates if c.is_file()), None)
+        if weights_path is None:
+            raise FileNotFoundError(f"{path}: no {' or '.join(WEIGHT_FILES)} in this run directory")
+    else:
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: missing; the run's config.json must sit next to the weights")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path}: not valid JSON ({error})") from None
+    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"{config_path}: missing required field(s) {missing}")
+    return Checkpoint(run_dir, weights_path, config)
+
+
+def load_model(checkpoint: Checkpoint, input_size: tuple[int, int]):
+    """The run's DeepLabv3+ at ``input_size`` (height, width) with the trained weights, built for
+    inference (no sync BN, no gradient checkpointing: those only change training)."""
+    from training.model import build_deeplab
+
+    config = checkpoint.config
+    optional = {key: config[key] for key in ("output_stride", "aspp_rates", "dropout", "bn_momentum", "decoder")
+                if config.get(key) is not None}
+    model = build_deeplab(config["num_classes"], backbone=config["backbone"], input_size=tuple(input_size),
+                          backbone_options=config.get("backbone_options") or {}, **optional)
+    model.load_weights(checkpoint.weights_path)
+    return model

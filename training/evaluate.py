@@ -1,0 +1,191 @@
+"""Evaluate a model at the ORIGINAL image resolution: mIoU, per-class IoU, Dice, pixel accuracy.
+
+    python -m training.evaluate --checkpoint_path checkpoints/polyp [--input-size 512]
+    python -m training.evaluate --onnx engines/polyp.onnx [--card engines/polyp.json]
+        [--split val] [--limit N] [--output out.json]
+
+Each image is letterboxed into the model input (aspect ratio kept, black padding, as the service
+does; see ``training.letterbox``), the class probabilities are cropped back and bilinearly resized
+to the original image size, and the argmax there is compared with the original-resolution mask.
+Ignored pixels (255 in loaded masks, e.g. CamVid's void) are left out.
+
+A checkpoint runs through the same uint8 inference graph that is exported, so it and its ONNX
+export score the same; by default it is evaluated at the export size (512) and the JSON goes to
+``<run>/eval_<split>.json``, where ``training/export_model.py`` picks it up for the model card.
+The ONNX path runs in ONNX Runtime (the model needs no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.datasets import IGNORE_INDEX, SegmentationDataset, get_dataset
+from training.letterbox import letterbox, restore_probabilities
+from training.model_card import load_card, sha256_file
+
+Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""uint8 [N, H, W, 3] -> (probabilities float32 [N, H, W, C], labels uint8 [N, H, W])."""
+
+DEFAULT_INPUT_SIZE = 512
+
+
+@dataclass
+class Target:
+    """What is evaluated: a runner, its input size, where its data lives, and its provenance."""
+
+    runner: Runner
+    input_size: tuple[int, int]
+    dataset: str
+    data_root: str | None
+    source: dict
+    run_dir: Path | None = None  # a checkpoint's run directory: the default home of its JSON
+
+
+def predict_labels(runner: Runner, image: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """uint8 HxW class ids for a uint8 HxWx3 image, at the image's own resolution."""
+    batch, placement = letterbox(image, input_size)
+    probabilities, _ = runner(batch[None])
+    return restore_probabilities(probabilities[0], placement, image.shape[:2]).argmax(axis=-1).astype(np.uint8)
+
+
+def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = None,
+             progress: bool = True) -> dict:
+    """Scores over the first ``limit`` samples (all when None) of ``dataset``."""
+    from tqdm import tqdm
+
+    from training.metrics import confusion_matrix, summarize
+
+    samples = dataset.samples[:limit] if limit else dataset.samples
+    confusion = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
+    for sample in tqdm(samples, desc=f"evaluating {dataset.name}/{dataset.split}", unit="img", disable=not progress):
+        image, mask = dataset.load_sample(sample)
+        predicted = predict_labels(target.runner, image, target.input_size)
+        if predicted.max(initial=0) >= dataset.num_classes:
+            raise ValueError(f"model predicts class {predicted.max()} but {dataset.name} has "
+                             f"{dataset.num_classes} classes")
+        confusion += confusion_matrix(mask, predicted, dataset.num_classes, ignore_index=IGNORE_INDEX)
+    return {
+        "split": dataset.split,
+        "dataset": dataset.name,
+        "images": len(samples),
+        "input_size": list(target.input_size),
+        "resize": "letterbox",
+        "resolution": "original",
+        "classes": list(dataset.classes),
+        **target.source,
+        **summarize(confusion, dataset.classes),
+    }
+
+
+def checkpoint_target(path: Path, input_size: int) -> Target:
+    """A training run, through the export graph (TensorFlow)."""
+    import tensorflow as tf
+
+    from training.checkpoint import load_model, resolve_checkpoint
+    from training.inference_graph import build_export_graph
+    from training.model_card import LABELS_NAME, PROBABILITIES_NAME
+
+    checkpoint = resolve_checkpoint(path)
+    size = (input_size, input_size)
+    graph = build_export_graph(load_model(checkpoint, size), size)
+
+    def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outputs = graph.serve(tf.constant(images))
+        return outputs[PROBABILITIES_NAME].numpy(), outputs[LABELS_NAME].numpy()
+
+    return Target(run, size, checkpoint.config["dataset"], checkpoint.config.get("data_root"),
+                  {"source": {"kind": "checkpoint", "path": str(checkpoint.weights_path)},
+                   "weights_sha256": sha256_file(checkpoint.weights_path)},
+                  run_dir=checkpoint.run_dir)
+
+
+def onnx_target(path: Path, card_path: Path | None) -> Target:
+    """An exported ONNX file in ONNX Runtime; dataset from its card (given, or ``<stem>.json``)."""
+    from training.runtimes import OnnxRunner
+
+    runner = OnnxRunner(path)
+    card_path = card_path or (path.with_suffix(".json") if path.with_suffix(".json").is_file() else None)
+    dataset, data_root = None, None
+    if card_path is not None:
+        card = load_card(card_path)
+        if card.input_size != runner.input_size:
+            raise ValueError(f"{card_path}: input size {card.input_size} differs from {path}'s {runner.input_size}")
+        dataset, data_root = card.training.dataset, card.training.data_root
+    return Target(runner, runner.input_size, dataset, data_root,
+                  {"source": {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
+                              "card": str(card_path) if card_path else None}})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint_path", "--checkpoint-path", dest="checkpoint_path", type=Path,
+                       help="run directory (best, else last weights) or a .weights.h5 file")
+    model.add_argument("--onnx", type=Path, help="exported ONNX file")
+    parser.add_argument("--card", type=Path, help="model card of --onnx (default: <onnx stem>.json if present)")
+    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE,
+                        help="checkpoint only: square model input side (default: the export size, 512)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--dataset", help="dataset name (default: from the run config or the card)")
+    parser.add_argument("--data-root", help="dataset folder (default: from the run config or the card)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--output", type=Path,
+                        help="JSON to write (default for a checkpoint: <run>/eval_<split>.json)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.card and not args.onnx:
+        parser.error("--card goes with --onnx")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be >= 1")
+    return args
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Evaluate what ``args`` names and write the JSON; returns the scores."""
+    if args.checkpoint_path:
+        target = checkpoint_target(args.checkpoint_path, args.input_size)
+    else:
+        target = onnx_target(args.onnx, args.card)
+    output = args.output or (target.run_dir / f"eval_{args.split}.json" if target.run_dir else None)
+    dataset_name = args.dataset or target.dataset
+    if dataset_name is None:
+        raise ValueError(f"{args.onnx}: no model card next to it; pass --card or --dataset")
+    dataset = get_dataset(dataset_name, root=args.data_root or target.data_root, split=args.split)
+    scores = evaluate(target, dataset, args.limit, progress=not args.no_progress)
+    scores["command"] = shlex.join(["python", "-m", "training.evaluate", *argv])
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(scores, indent=2) + "\n")
+        scores["written_to"] = str(output)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    try:
+        scores = run(args, argv)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"evaluation failed: {error}")
+    per_class = ", ".join(f"{name} {value:.3f}" if value is not None else f"{name} n/a"
+                          for name, value in scores["per_class_iou"].items())
+    print(f"{scores['dataset']}/{scores['split']}: {scores['images']} images at original resolution, "
+          f"mIoU {scores['mean_iou']:.4f}, Dice {scores['dice']:.4f}, pixel accuracy "
+          f"{scores['pixel_accuracy']:.4f}\nper-class IoU: {per_class}")
+    if "written_to" in scores:
+        print(f"wrote {scores['written_to']}")
+
+
+if __name__ == "__main__":
+    main()

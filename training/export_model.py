@@ -1,0 +1,208 @@
+"""Export a trained run: SavedModel, optionally ONNX (+ model card) and TFLite fp32/fp16.
+
+    python training/export_model.py --checkpoint_path ./checkpoints/polyp --output_dir ./saved_model \
+        --onnx --tflite --name polyp --engines-dir engines
+
+The run's weights are loaded into a model rebuilt at ``--input-size`` and wrapped in the uint8
+inference graph. Every export is run on real validation images next to the Keras model and must
+match it (``training.parity``) or the export fails. With ``--onnx`` the model card is written
+next to the ONNX file; ``--engines-dir`` copies both where the service looks for models.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if not __package__:  # run as a script: import the project, not the sibling files, by name
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shlex  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from training import parity  # noqa: E402
+from training.checkpoint import Checkpoint, load_model, resolve_checkpoint  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.datasets import get_dataset  # noqa: E402
+from training.letterbox import letterbox  # noqa: E402
+from training.model_card import ModelCardError, build_card, sha256_file, write_card  # noqa: E402
+from training.runtimes import OnnxRunner, TFLiteRunner  # noqa: E402
+
+DEFAULT_INPUT_SIZE = 512
+DEFAULT_PARITY_IMAGES = 4
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python training/export_model.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint_path", "--checkpoint-path", dest="checkpoint_path", type=Path, required=True,
+                        help="run directory (best.weights.h5, else last.weights.h5) or a .weights.h5 file")
+    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", type=Path, default=Path("saved_model"),
+                        help="SavedModel directory; ONNX, TFLite and the card are written into it too")
+    parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, help="square input side (pixels)")
+    parser.add_argument("--onnx", action="store_true", help="also write <name>.onnx and its model card")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    parser.add_argument("--tflite", action="store_true", help="also write <name>_fp32.tflite and <name>_fp16.tflite")
+    parser.add_argument("--name", help="model name (file stem, card name); default: the run's name")
+    parser.add_argument("--description", help="one line for the card; default: derived from the run config")
+    parser.add_argument("--engines-dir", type=Path, help="copy <name>.onnx and <name>.json here (needs --onnx)")
+    parser.add_argument("--metrics", type=Path,
+                        help="training.evaluate JSON for the card; default: <run>/eval_val.json if present")
+    parser.add_argument("--parity-images", type=int, default=DEFAULT_PARITY_IMAGES,
+                        help="validation images each export is checked on")
+    args = parser.parse_args(argv)
+    if args.engines_dir and not args.onnx:
+        parser.error("--engines-dir copies the ONNX file and its card: add --onnx")
+    if not 64 <= args.input_size <= 2048:
+        parser.error(f"--input-size must be in [64, 2048], got {args.input_size}")
+    if args.parity_images < 1:
+        parser.error("--parity-images must be >= 1")
+    return args
+
+
+def parity_images(config: dict, count: int, size: tuple[int, int]) -> np.ndarray:
+    """The first ``count`` images of the run's validation split, letterboxed to ``size``."""
+    dataset = get_dataset(config["dataset"], root=config.get("data_root"), split=config.get("val_split", "val"))
+    samples = dataset.samples[:count]
+    return np.stack([letterbox(dataset.load_image(sample.image_path), size)[0] for sample in samples])
+
+
+def train_command(config: dict) -> str:
+    """The ``training.train`` command that reproduces this run: every setting that differs from
+    ``TrainConfig``'s defaults, as a flag (so it does not depend on a TOML file staying the same)."""
+    defaults = TrainConfig().to_dict()
+    words = ["python", "-m", "training.train"]
+    for key, default in defaults.items():
+        value = config.get(key, default)
+        if value == default:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list | dict):
+            text = json.dumps(value, separators=(",", ":"))
+        else:
+            text = "none" if value is None else str(value)
+        words += [f"--{key.replace('_', '-')}", text]
+    return shlex.join(words)
+
+
+def export_command(args: argparse.Namespace) -> str:
+    words = ["python", "training/export_model.py", "--checkpoint_path", str(args.checkpoint_path),
+             "--output_dir", str(args.output_dir), "--input-size", str(args.input_size)]
+    words += ["--onnx", "--opset", str(args.opset)] if args.onnx else []
+    words += ["--tflite"] if args.tflite else []
+    words += ["--name", args.name] if args.name else []
+    words += ["--engines-dir", str(args.engines_dir)] if args.engines_dir else []
+    return shlex.join(words)
+
+
+def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int) -> dict | None:
+    """The evaluation JSON at ``path`` if it was computed on these weights at this input size."""
+    if not path.is_file():
+        print(f"note: no evaluation at {path}; the card's metrics stay null "
+              "(run python -m training.evaluate first)", flush=True)
+        return None
+    metrics = json.loads(path.read_text())
+    weights_sha256 = sha256_file(checkpoint.weights_path)
+    if metrics.get("weights_sha256") != weights_sha256 or metrics.get("input_size") != [input_size, input_size]:
+        print(f"warning: {path} was computed on other weights or another input size; "
+              "the card's metrics stay null", flush=True)
+        return None
+    return metrics
+
+
+def _relative(path: Path) -> str:
+    """Paths in the card relative to the working directory when they are under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def export(args: argparse.Namespace) -> dict:
+    """Write every requested format, check each against Keras; returns paths and parity numbers."""
+    from training.exporters import SavedModelRunner, write_onnx, write_saved_model, write_tflite
+    from training.inference_graph import build_export_graph, keras_reference
+
+    started = time.monotonic()
+
+    def step(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
+
+    checkpoint = resolve_checkpoint(args.checkpoint_path)
+    name = args.name or checkpoint.config.get("run_name") or checkpoint.run_dir.name
+    size = (args.input_size, args.input_size)
+    output_dir = args.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    step(f"loading {checkpoint.weights_path} into a {size[0]}x{size[1]} model")
+    model = load_model(checkpoint, size)
+    images = parity_images(checkpoint.config, args.parity_images, size)
+    reference = keras_reference(model, images)
+    graph = build_export_graph(model, size)
+    results: dict[str, parity.Parity] = {}
+    files: dict[str, Path] = {}
+
+    def verify(kind: str, runner) -> None:
+        results[kind] = parity.measure(reference, runner(images))
+        step(f"{kind}: max abs prob diff {results[kind].max_abs_prob_diff:.2e}, "
+             f"label agreement {results[kind].label_agreement:.5f} on {results[kind].images} images")
+        parity.check(kind, results[kind])
+
+    step(f"writing SavedModel to {output_dir}")
+    write_saved_model(graph, output_dir)
+    verify("saved_model", SavedModelRunner(output_dir))
+    if args.onnx:
+        files["onnx"] = output_dir / f"{name}.onnx"
+        step(f"writing {files['onnx']} (opset {args.opset})")
+        write_onnx(graph, files["onnx"], args.opset)
+        verify("onnx", OnnxRunner(files["onnx"]))
+    if args.tflite:
+        for kind, float16 in (("tflite_fp32", False), ("tflite_fp16", True)):
+            files[kind] = output_dir / f"{name}_{kind.removeprefix('tflite_')}.tflite"
+            step(f"writing {files[kind]}")
+            write_tflite(output_dir, files[kind], float16=float16)
+            verify(kind, TFLiteRunner(files[kind]))
+
+    summary = {"name": name, "saved_model": str(output_dir), "files": {k: str(v) for k, v in files.items()},
+               "export_parity": {kind: result.as_dict() for kind, result in results.items()}}
+    if args.onnx:
+        config = checkpoint.config
+        metrics = matching_metrics(args.metrics or checkpoint.run_dir / "eval_val.json", checkpoint, args.input_size)
+        description = args.description or (f"DeepLabv3+ ({config['backbone']}) for {config['dataset']}: "
+                                            + ", ".join(config["classes"]))
+        evaluate = [metrics["command"]] if metrics and metrics.get("command") else []
+        reproduce = " && ".join([train_command(config), *evaluate, export_command(args)])
+        card = build_card(name=name, description=description, config=config, input_size=size, files=files,
+                          parity=summary["export_parity"], metrics=metrics,
+                          checkpoint_path=Path(_relative(checkpoint.weights_path)), reproduce=reproduce)
+        card_path = write_card(card, output_dir / f"{name}.json")
+        summary["card"] = str(card_path)
+        step(f"wrote model card {card_path}")
+        if args.engines_dir:
+            args.engines_dir.mkdir(parents=True, exist_ok=True)
+            for source in (files["onnx"], card_path):
+                shutil.copy2(source, args.engines_dir / source.name)
+            step(f"copied {files['onnx'].name} and {card_path.name} to {args.engines_dir}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        summary = export(args)
+    except (parity.ParityError, ModelCardError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"export failed: {error}")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

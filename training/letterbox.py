@@ -1,0 +1,52 @@
+"""Fit an image into the model's fixed input and map the prediction back to the original pixels.
+
+Letterbox, not a plain resize: the image is scaled by one factor (aspect ratio kept, as in the
+random-scale-and-crop training pipeline, and as the service does), centred and padded with black
+(Kvasir frames already have black borders). Plain NumPy + Pillow, no TensorFlow, so evaluating an
+ONNX file needs only ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the scaled image sits inside the model input: rows top:top+height, cols left:left+width."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Placement]:
+    """uint8 HxWx3 -> uint8 ``size``x3 (bilinear scale, zero padding) and where the image went."""
+    target_height, target_width = size
+    height, width = image.shape[:2]
+    scale = min(target_height / height, target_width / width)
+    scaled_height = max(1, min(target_height, round(height * scale)))
+    scaled_width = max(1, min(target_width, round(width * scale)))
+    scaled = np.asarray(Image.fromarray(image).resize((scaled_width, scaled_height), Image.BILINEAR))
+    top, left = (target_height - scaled_height) // 2, (target_width - scaled_width) // 2
+    canvas = np.zeros((target_height, target_width, 3), dtype=np.uint8)
+    canvas[top:top + scaled_height, left:left + scaled_width] = scaled
+    return canvas, Placement(top, left, scaled_height, scaled_width)
+
+
+def restore_probabilities(probabilities: np.ndarray, placement: Placement,
+                          original_size: tuple[int, int]) -> np.ndarray:
+    """float HxWxC model output -> float32 (original height, original width, C): crop away the
+    padding, then bilinearly resize every class channel (the argmax is taken afterwards, at the
+    original resolution, so class borders are not blocky)."""
+    crop = probabilities[placement.top:placement.top + placement.height,
+                         placement.left:placement.left + placement.width]
+    height, width = original_size
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(crop[..., c], dtype=np.float32))
+                           .resize((width, height), Image.BILINEAR))
+                for c in range(crop.shape[-1])]
+    return np.stack(channels, axis=-1)

@@ -1,0 +1,301 @@
+"""The model card: the one contract between training, ``build_engine.py`` and the service.
+
+Every exported ``engines/<name>.onnx`` has a sibling ``engines/<name>.json`` (schema in
+``docs/MODEL_CARD.md``). This module owns the schema: ``build_card`` writes cards through the same
+pydantic model that ``load_card`` validates them with, so a card the exporter writes is always one
+the readers accept. Plain Python + pydantic: no TensorFlow, so the service can import it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+SCHEMA_VERSION = 1
+TASK = "semantic-segmentation"
+INPUT_NAME = "image"
+PROBABILITIES_NAME = "probabilities"
+LABELS_NAME = "labels"
+NORMALISATION_FORMULA = "x / 127.5 - 1"
+FROM_SCRATCH_NOTE = ("Trained from scratch (random initialisation): no pretrained weights can be "
+                     "downloaded in the environment this model was trained in.")
+
+
+class ModelCardError(ValueError):
+    """A card that is missing, unreadable or breaks the schema; the message names file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Open(BaseModel):
+    """Sections that may grow extra keys (more files, more parity runtimes, more metrics)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class ClassEntry(_Strict):
+    id: int = Field(ge=0)
+    name: str = Field(min_length=1)
+    color: tuple[int, int, int]
+
+    @model_validator(mode="after")
+    def _color_is_rgb(self):
+        if not all(0 <= channel <= 255 for channel in self.color):
+            raise ValueError(f"color {list(self.color)} of class {self.name!r} is not RGB 0..255")
+        return self
+
+
+class Normalisation(_Strict):
+    in_graph: Literal[True]
+    formula: Literal["x / 127.5 - 1"]
+    range: tuple[float, float]
+
+
+class InputSpec(_Strict):
+    name: str = Field(min_length=1)
+    dtype: Literal["uint8"]
+    layout: Literal["NHWC"]
+    color: Literal["RGB"]
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    channels: Literal[3]
+    batch: Literal["dynamic"]
+    normalisation: Normalisation
+
+
+class OutputSpec(_Strict):
+    name: str = Field(min_length=1)
+    dtype: str
+    layout: str
+
+
+class Outputs(_Strict):
+    probabilities: OutputSpec
+    labels: OutputSpec
+
+
+class Architecture(_Open):
+    type: Literal["deeplabv3plus"]
+    backbone: str
+    backbone_options: dict[str, Any]
+    output_stride: int
+    aspp_rates: list[int] | None
+    decoder: bool
+
+
+class Files(_Open):
+    onnx: str = Field(min_length=1)
+    onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class TrainingInfo(_Open):
+    dataset: str
+    data_root: str | None
+    split: str
+    pretrained: bool
+    recipe: dict[str, Any]
+    reproduce: str
+
+
+class Metrics(_Open):
+    split: str
+    mean_iou: float = Field(ge=0, le=1)
+    dice: float = Field(ge=0, le=1)
+    pixel_accuracy: float = Field(ge=0, le=1)
+    per_class_iou: dict[str, float | None]
+
+
+class Parity(_Open):
+    max_abs_prob_diff: float = Field(ge=0)
+    label_agreement: float = Field(ge=0, le=1)
+    images: int = Field(gt=0)
+
+
+class SourceCheckpoint(_Strict):
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ModelCard(_Open):
+    """A validated card. ``metrics`` is null until the model was evaluated on its val split."""
+
+    schema_version: Literal[1]
+    name: str = Field(min_length=1)
+    task: Literal["semantic-segmentation"]
+    description: str
+    architecture: Architecture
+    classes: list[ClassEntry] = Field(min_length=1)
+    ignore_index: int | None
+    input: InputSpec
+    outputs: Outputs
+    files: Files
+    training: TrainingInfo
+    metrics: Metrics | None
+    export_parity: dict[str, Parity]
+    source_checkpoint: SourceCheckpoint
+    exported_at: str
+
+    _path: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _class_ids_are_positions(self):
+        for position, entry in enumerate(self.classes):
+            if entry.id != position:
+                raise ValueError(f"classes[{position}].id is {entry.id}, must equal its position")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [entry.name for entry in self.classes]
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        return [entry.color for entry in self.classes]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) the graph expects."""
+        return self.input.height, self.input.width
+
+    @property
+    def path(self) -> Path | None:
+        """The file this card was loaded from (None for a card built in memory)."""
+        return self._path
+
+    @property
+    def onnx_path(self) -> Path:
+        """The ONNX file, resolved next to the card (file names in a card are relative to it)."""
+        if self._path is None:
+            raise ModelCardError(f"card {self.name!r} was not loaded from a file; no ONNX path")
+        return self._path.parent / self.files.onnx
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<card>"
+        if item["type"] == "missing":
+            lines.append(f"{source}: missing required field '{field}'")
+        else:
+            lines.append(f"{source}: field '{field}': {item['msg']}")
+    return "\n".join(lines)
+
+
+def validate_card(data: dict, source: str = "<model card>") -> ModelCard:
+    """Validate a card dict; ``ModelCardError`` lists every bad field, prefixed by ``source``."""
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as error:
+        raise ModelCardError(_describe(error, source)) from None
+
+
+def load_card(path: str | Path, verify_files: bool = False) -> ModelCard:
+    """Read and validate ``path``. With ``verify_files`` also check the ONNX file exists next to
+    the card and matches ``files.onnx_sha256`` (what ``build_engine.py`` wants before a build)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelCardError(f"{path}: model card not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelCardError(f"{path}: not a readable JSON model card ({error})") from None
+    if not isinstance(data, dict):
+        raise ModelCardError(f"{path}: a model card must be a JSON object")
+    card = validate_card(data, str(path))
+    card._path = path
+    if verify_files:
+        onnx_path = card.onnx_path
+        if not onnx_path.is_file():
+            raise ModelCardError(f"{path}: files.onnx points to {onnx_path}, which does not exist")
+        if sha256_file(onnx_path) != card.files.onnx_sha256:
+            raise ModelCardError(f"{path}: {onnx_path} does not match files.onnx_sha256")
+    return card
+
+
+def build_card(*, name: str, description: str, config: dict, input_size: tuple[int, int],
+               files: dict[str, Path], parity: dict[str, dict], metrics: dict | None,
+               checkpoint_path: Path, reproduce: str) -> ModelCard:
+    """Assemble (and validate) the card for an export.
+
+    ``config`` is the run's ``config.json``; ``files`` maps a role ("onnx", "tflite_fp16", ...)
+    to the exported file, recorded by file name plus sha256; ``metrics`` is the JSON that
+    ``training.evaluate`` wrote (None when the model was not evaluated).
+    """
+    required = ("dataset", "classes", "palette", "backbone")
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise ModelCardError(f"run config lacks {missing}; cannot describe the model")
+    if len(config["classes"]) != len(config["palette"]):
+        raise ModelCardError("run config: 'classes' and 'palette' differ in length")
+    height, width = input_size
+    card = {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "task": TASK,
+        "description": description,
+        "architecture": {
+            "type": "deeplabv3plus",
+            "backbone": config["backbone"],
+            "backbone_options": config.get("backbone_options") or {},
+            "output_stride": config.get("output_stride", 16),
+            "aspp_rates": config.get("aspp_rates"),
+            "decoder": config.get("decoder", True),
+        },
+        "classes": [{"id": index, "name": class_name, "color": list(color)}
+                    for index, (class_name, color) in enumerate(zip(config["classes"], config["palette"]))],
+        "ignore_index": config.get("ignore_index"),
+        "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "color": "RGB",
+                  "height": height, "width": width, "channels": 3, "batch": "dynamic",
+                  "normalisation": {"in_graph": True, "formula": NORMALISATION_FORMULA,
+                                    "range": [-1, 1]}},
+        "outputs": {"probabilities": {"name": PROBABILITIES_NAME, "dtype": "float32", "layout": "NHWC"},
+                    "labels": {"name": LABELS_NAME, "dtype": "uint8", "layout": "NHW"}},
+        "files": {key: value for role, path in files.items()
+                  for key, value in ((role, Path(path).name), (f"{role}_sha256", sha256_file(path)))},
+        "training": {
+            "dataset": config["dataset"],
+            "data_root": config.get("data_root"),
+            "split": config.get("train_split", "train"),
+            "pretrained": False,
+            "note": FROM_SCRATCH_NOTE,
+            "recipe": config,
+            "reproduce": reproduce,
+        },
+        "metrics": _card_metrics(metrics),
+        "export_parity": parity,
+        "source_checkpoint": {"path": str(checkpoint_path), "sha256": sha256_file(checkpoint_path)},
+        "exported_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return validate_card(card, f"card {name!r}")
+
+
+def _card_metrics(metrics: dict | None) -> dict | None:
+    """The evaluation summary without the (large) confusion matrix, which stays in its JSON."""
+    if metrics is None:
+        return None
+    return {key: value for key, value in metrics.items() if key != "confusion_matrix"}
+
+
+def write_card(card: ModelCard, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
+    return path
