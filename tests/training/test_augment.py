@@ -1,0 +1,187 @@
+"""Augmentation keeps image and mask aligned; the pipeline emits what the model and losses expect.
+
+The test image is drawn from its mask (colour = COLOURS[class]), so after any transform the mask
+can be recomputed from the augmented image and compared with the augmented mask.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training.datasets import IGNORE_INDEX, get_dataset, make_pipeline
+from training.datasets.augment import (
+    IMAGE_FILL,
+    AugmentConfig,
+    Transform,
+    apply_transform,
+    augment,
+    letterbox,
+)
+
+COLOURS = np.array(
+    [[30, 30, 30], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.float32
+)
+
+
+def drawn_pair(height=96, width=128):
+    """An asymmetric mask (rectangle, disc, triangle, stripe) and the image painted from it."""
+    rows, cols = np.mgrid[:height, :width]
+    mask = np.zeros((height, width), np.uint8)
+    mask[8:40, 10:70] = 1
+    mask[(rows - 65) ** 2 + (cols - 95) ** 2 < 22**2] = 2
+    mask[(rows > 50) & (cols < 45) & (cols - 5 < rows - 50)] = 3
+    mask[:, 118:124] = 4
+    return COLOURS[mask], mask
+
+
+def mask_from_image(image):
+    distances = np.linalg.norm(image[..., None, :] - COLOURS, axis=-1)
+    return distances.argmin(-1)
+
+
+def interior(mask):
+    """Pixels whose 3x3 neighbourhood has one label (bilinear blends colours only at edges)."""
+    padded = np.pad(mask, 1, mode="edge")
+    same = np.ones(mask.shape, bool)
+    for dy in range(3):
+        for dx in range(3):
+            same &= padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]] == mask
+    return same & (mask != IGNORE_INDEX)
+
+
+def agreement(image, mask):
+    """Fraction of labelled interior pixels whose colour gives back their mask class."""
+    image, mask = np.asarray(image), np.asarray(mask)
+    keep = interior(mask)
+    assert keep.mean() > 0.3, "too few labelled pixels left to judge alignment"
+    return (mask_from_image(image)[keep] == mask[keep]).mean()
+
+
+def run(transform, crop_size, pair=None):
+    image, mask = pair or drawn_pair()
+    out_image, out_mask = apply_transform(tf.constant(image), tf.constant(mask), transform, crop_size)
+    return out_image.numpy(), out_mask.numpy()
+
+
+def test_flip_alone_mirrors_both_exactly():
+    image, mask = drawn_pair()
+    out_image, out_mask = run(Transform(flip=True), (96, 128))
+    np.testing.assert_array_equal(out_mask, mask[:, ::-1])
+    np.testing.assert_allclose(out_image, image[:, ::-1], atol=1e-3)
+
+
+def test_crop_alone_slices_both_exactly():
+    image, mask = drawn_pair()
+    out_image, out_mask = run(Transform(offset=(10, 20)), (50, 60))
+    np.testing.assert_array_equal(out_mask, mask[10:60, 20:80])
+    np.testing.assert_allclose(out_image, image[10:60, 20:80], atol=1e-3)
+
+
+def test_crop_beyond_the_image_pads_grey_and_ignore():
+    image, mask = drawn_pair()
+    out_image, out_mask = run(Transform(offset=(-4, -6)), (104, 140))
+    np.testing.assert_array_equal(out_mask[4:100, 6:134], mask)
+    assert (out_mask[:4] == IGNORE_INDEX).all() and (out_mask[:, 134:] == IGNORE_INDEX).all()
+    assert np.allclose(out_image[:3], IMAGE_FILL) and np.allclose(out_image[:, 135:], IMAGE_FILL)
+
+
+def test_scale_alone_uses_nearest_for_the_mask():
+    _, mask = drawn_pair()
+    image, out_mask = run(Transform(scale=2.0), (192, 256))
+    np.testing.assert_array_equal(out_mask, mask.repeat(2, 0).repeat(2, 1))
+    assert set(np.unique(out_mask)) == set(np.unique(mask))  # no blended class ids
+    assert agreement(image, out_mask) > 0.995
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.77, 1.6])
+def test_scaled_pair_stays_aligned(scale):
+    assert agreement(*run(Transform(scale=scale), (round(96 * scale), round(128 * scale)))) > 0.99
+
+
+def test_rotation_moves_content_and_keeps_alignment():
+    _, mask = drawn_pair()
+    image, out_mask = run(Transform(angle=np.radians(15.0)), (96, 128))
+    labelled = out_mask != IGNORE_INDEX
+    assert (out_mask[labelled] != mask[labelled]).mean() > 0.05  # it really rotated
+    assert (out_mask == IGNORE_INDEX).any()  # corners rotated in from outside are ignored
+    assert agreement(image, out_mask) > 0.99
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_scale_rotate_flip_crop_stays_aligned(seed):
+    image, mask = drawn_pair()
+    out_image, out_mask = augment(
+        tf.constant(image), tf.constant(mask), tf.constant([seed, 7], tf.int64), (80, 80)
+    )
+    assert out_image.shape == (80, 80, 3) and out_mask.shape == (80, 80)
+    assert agreement(out_image, out_mask) > 0.99
+
+
+def test_agreement_check_detects_a_misaligned_pair():
+    image, mask = drawn_pair()
+    assert agreement(image[:, ::-1], mask) < 0.8
+    assert agreement(*run(Transform(angle=0.2), (96, 128), pair=(image, mask))) > 0.99
+    rotated_image, _ = run(Transform(angle=0.2), (96, 128))
+    assert agreement(rotated_image, mask) < 0.9
+
+
+def test_same_seed_same_augmentation_other_seed_differs():
+    image, mask = (tf.constant(a) for a in drawn_pair())
+    config = AugmentConfig(scale_range=(0.8, 1.5), max_rotation_degrees=10)
+    first = augment(image, mask, tf.constant([1, 2], tf.int64), 64, config)
+    again = augment(image, mask, tf.constant([1, 2], tf.int64), 64, config)
+    other = augment(image, mask, tf.constant([3, 4], tf.int64), 64, config)
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[1], other[1])
+
+
+def test_letterbox_keeps_aspect_and_pads_with_ignore():
+    image, mask = drawn_pair()  # 96x128 -> 48x64 inside 64x64, 8 rows of padding top and bottom
+    out_image, out_mask = letterbox(tf.constant(image), tf.constant(mask), 64)
+    out_mask = out_mask.numpy()
+    assert (out_mask[:8] == IGNORE_INDEX).all() and (out_mask[56:] == IGNORE_INDEX).all()
+    np.testing.assert_array_equal(out_mask[8:56], mask[1::2, 1::2])  # centre-aligned nearest
+    assert agreement(out_image, out_mask) > 0.99
+
+
+def test_bad_augment_config_is_rejected():
+    with pytest.raises(ValueError, match="scale_range"):
+        AugmentConfig(scale_range=(2.0, 0.5))
+
+
+@pytest.mark.parametrize("augment_flag", [False, True])
+def test_pipeline_outputs_normalised_images_and_one_hot_with_zero_ignore_rows(
+    folder_root, augment_flag
+):
+    dataset = get_dataset("folder", root=folder_root)  # 16x24 pairs, row 0 ignored
+    pipeline = make_pipeline(dataset, 32, batch_size=2, augment=augment_flag, seed=3)
+    images, labels = next(iter(pipeline))
+    assert images.dtype == tf.float32 and images.shape == (2, 32, 32, 3)
+    assert labels.dtype == tf.float32 and labels.shape == (2, 32, 32, 3)
+    assert -1.0 <= images.numpy().min() and images.numpy().max() <= 1.0
+    rows = labels.numpy().sum(-1)
+    assert set(np.unique(rows)) == {0.0, 1.0}
+    assert (rows == 0).mean() > 0.2  # the ignored row and the padding
+    padded = rows == 0
+    if not augment_flag:  # letterbox padding is mid-grey, 0 after normalisation
+        assert np.allclose(images.numpy()[:, :4], 0.0) and padded[:, :4].all()
+
+
+def test_pipeline_is_reproducible_with_a_seed(folder_root):
+    dataset = get_dataset("folder", root=folder_root)
+
+    def first_batch():
+        return next(iter(make_pipeline(dataset, 16, 2, augment=True, seed=11, cache=True)))
+
+    (images_a, labels_a), (images_b, labels_b) = first_batch(), first_batch()
+    np.testing.assert_array_equal(images_a, images_b)
+    np.testing.assert_array_equal(labels_a, labels_b)
+
+
+def test_pipeline_reports_a_size_mismatch_with_both_paths(kvasir_root):
+    from .conftest import save_gray
+
+    save_gray(kvasir_root / "masks" / "polyp1.png", np.zeros((5, 5), np.uint8))
+    dataset = get_dataset("kvasir", root=kvasir_root)
+    with pytest.raises(tf.errors.OpError, match=r"polyp1\.jpg is 40x30 .*polyp1\.png is 5x5"):
+        next(iter(make_pipeline(dataset, 16, 1, augment=True)))
