@@ -27,13 +27,17 @@ def _runtime():
     return runtime
 
 
+def _error_name(runtime, error) -> str:
+    _, name = runtime.cudaGetErrorName(error)
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def _call(name: str, result):
     """Unpack a cuda-python result tuple, raising with the CUDA error name on failure."""
     runtime = _runtime()
     error, *values = result if isinstance(result, tuple) else (result,)
     if error != runtime.cudaError_t.cudaSuccess:
-        _, error_name = runtime.cudaGetErrorName(error)
-        raise TensorRTError(f"{name} failed: {error_name.decode() if isinstance(error_name, bytes) else error_name}")
+        raise TensorRTError(f"{name} failed: {_error_name(runtime, error)}")
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -47,8 +51,8 @@ def device_identity(device: int = 0) -> tuple[str, str]:
                               "with the NVIDIA driver (in Docker: the NVIDIA Container Toolkit)") from None
     if error != runtime.cudaError_t.cudaSuccess or count == 0:
         reason = "no CUDA device visible" if error == runtime.cudaError_t.cudaSuccess else \
-            runtime.cudaGetErrorName(error)[1]
-        raise CudaUnavailable(f"no GPU: {reason!s}. TensorRT needs an NVIDIA GPU with its driver "
+            _error_name(runtime, error)
+        raise CudaUnavailable(f"no GPU: {reason}. TensorRT needs an NVIDIA GPU with its driver "
                               "(in Docker: the NVIDIA Container Toolkit and a GPU reservation)")
     if not 0 <= device < count:
         raise CudaUnavailable(f"GPU {device} requested, this host has {count} (0..{count - 1})")

@@ -29,10 +29,15 @@ FP32_OPS = ("Softmax", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2", "Glob
 
 
 def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The converter appends its Cast nodes at the end of the graph; ONNX (and so TensorRT's
+    parser) wants nodes in topological order, so the result is sorted again."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
-    return convert_float_to_float16(model, keep_io_types=True,
-                                    op_block_list=sorted({*DEFAULT_OP_BLOCK_LIST, *FP32_OPS}))
+    converted = OnnxModel(convert_float_to_float16(model, keep_io_types=True,
+                                                   op_block_list=sorted({*DEFAULT_OP_BLOCK_LIST, *FP32_OPS})))
+    converted.topological_sort()
+    return converted.model
 
 
 def write_fp16_onnx(source: Path, destination: Path) -> Path:

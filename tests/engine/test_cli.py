@@ -1,0 +1,134 @@
+"""build_engine.py argument handling and the errors a user meets before any GPU work starts."""
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.tensorrt import cli, cuda, host
+from service.tensorrt.checks import measure_throughput
+from service.tensorrt.errors import CudaUnavailable, TensorRTNotInstalled
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(argv, capsys):
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as exit_:
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+def test_help_runs_from_the_repository_root():
+    result = subprocess.run([sys.executable, "build_engine.py", "--help"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for flag in ("--workspace-mb", "--input-size", "--min-batch", "--opt-batch", "--max-batch",
+                 "--timing-cache", "--precision"):
+        assert flag in result.stdout
+
+
+def test_defaults_come_from_the_model_card(exported_card_path, exported_card):
+    onnx = exported_card_path.with_suffix(".onnx")
+    argp = cli.parser()
+    args = argp.parse_args([str(onnx)])
+    card, profile = cli.resolve_options(args, argp)
+    assert card.name == exported_card.name
+    assert (profile.height, profile.width) == exported_card.input_size
+    assert (profile.min_batch, profile.opt_batch, profile.max_batch) == (1, 8, 32)
+    assert (args.precision, args.workspace_mb) == ("fp16", 2048)
+    assert args.output == onnx.with_suffix(".plan")
+    assert args.timing_cache == onnx.with_suffix(".timing-cache")
+
+
+@pytest.mark.parametrize("text, expected", [("512", (512, 512)), ("512x384", (512, 384))])
+def test_input_size_forms(text, expected):
+    assert cli.parse_input_size(text) == expected
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--min-batch", "8", "--opt-batch", "4"], "min_batch <= opt_batch <= max_batch"),
+    (["--input-size", "640"], "differs from the model's fixed input"),
+    (["--input-size", "big"], "input size must be N or HxW"),
+    (["--precision", "int8"], "invalid choice: 'int8'"),
+    (["--workspace-mb", "8"], "--workspace-mb must be at least 64"),
+])
+def test_bad_arguments_exit_2_with_a_reason(exported_card_path, capsys, extra, message):
+    status, output = run_cli([exported_card_path.with_suffix(".onnx"), *extra], capsys)
+    assert status == 2 and message in output
+
+
+def test_missing_onnx_and_missing_card(tmp_path, capsys):
+    status, output = run_cli([tmp_path / "nope.onnx"], capsys)
+    assert status == 2 and f"ONNX file not found: {tmp_path / 'nope.onnx'}" in output
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes(b"onnx")
+    status, output = run_cli([lonely], capsys)
+    assert status == 2 and "lonely.json: model card not found" in output
+
+
+def test_unwritable_output_fails_before_tensorrt_is_needed(exported_card_path, tmp_path, capsys):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    status, output = run_cli([exported_card_path.with_suffix(".onnx"), "-o", blocker / "model.plan"], capsys)
+    assert status == 1 and f"cannot write {blocker / 'model.plan'}" in output and "-o" in output
+    status, output = run_cli([exported_card_path.with_suffix(".onnx"), "-o", tmp_path], capsys)
+    assert status == 1 and "is a directory" in output
+
+
+def test_missing_tensorrt_says_what_to_install(exported_card_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # as on any machine without TensorRT
+    status, output = run_cli([exported_card_path.with_suffix(".onnx"), "-o", tmp_path / "m.plan"], capsys)
+    assert status == 1
+    assert "TensorRT's Python package is not installed" in output
+    assert "pip install tensorrt" in output and "nvcr.io/nvidia/tensorrt" in output
+    with pytest.raises(TensorRTNotInstalled):
+        host.import_tensorrt()
+
+
+def fake_cuda_runtime(error_code: int, count: int):
+    errors = types.SimpleNamespace(cudaSuccess=0, cudaErrorNoDevice=100, cudaErrorInsufficientDriver=35)
+    names = {100: b"cudaErrorNoDevice", 35: b"cudaErrorInsufficientDriver"}
+    return types.SimpleNamespace(cudaError_t=errors, cudaGetDeviceCount=lambda: (error_code, count),
+                                 cudaGetErrorName=lambda code: (0, names[code]))
+
+
+@pytest.mark.parametrize("error_code, count, fragment", [
+    (100, 0, "no GPU: cudaErrorNoDevice"),
+    (35, 0, "no GPU: cudaErrorInsufficientDriver"),
+    (0, 0, "no GPU: no CUDA device visible"),
+])
+def test_no_gpu_is_a_clear_error(monkeypatch, error_code, count, fragment):
+    monkeypatch.setattr(cuda, "_runtime", lambda: fake_cuda_runtime(error_code, count))
+    with pytest.raises(CudaUnavailable, match=fragment) as error:
+        cuda.device_identity()
+    assert "NVIDIA Container Toolkit" in str(error.value)
+
+
+def test_no_gpu_stops_the_build_with_exit_1(exported_card_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(host, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.13.3.9"))
+    monkeypatch.setattr(cuda, "_runtime", lambda: fake_cuda_runtime(100, 0))
+    monkeypatch.setattr(host, "device_identity", cuda.device_identity)
+    status, output = run_cli([exported_card_path.with_suffix(".onnx"), "-o", tmp_path / "m.plan"], capsys)
+    assert status == 1 and "no GPU: cudaErrorNoDevice" in output
+
+
+def test_missing_cuda_python_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    monkeypatch.setitem(sys.modules, "cuda", None)
+    with pytest.raises(CudaUnavailable, match="cuda-python is not installed"):
+        cuda.device_identity()
+
+
+def test_throughput_is_measured_on_full_batches():
+    seen = []
+    timing = iter(np.arange(0, 100, 0.5))
+    result = measure_throughput(lambda batch: seen.append(len(batch)), np.zeros((3, 2, 2, 3), np.uint8),
+                                    batch=8, iterations=4, warmup=1, clock=lambda: next(timing))
+    assert seen == [8] * 5
+    assert result.latency_ms_p50 == pytest.approx(500.0) and result.images_per_s == pytest.approx(16.0)

@@ -1,0 +1,85 @@
+"""Checks that need real hardware; each skips with the reason on a machine without it.
+
+- CUDA buffers and copies (cuda-python + an NVIDIA GPU): pinned host <-> device round trips and
+  async copies on a stream, through the same EngineRunner the backend uses.
+- A real TensorRT build and the backend on it (TensorRT + GPU), compared with ONNX Runtime.
+"""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from service.tensorrt.buffers import TensorSpec
+from service.tensorrt.errors import TensorRTError
+
+
+def cuda_runtime_or_skip():
+    if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+        pytest.skip("cuda-python is not installed (the gpu extra brings it)")
+    from service.tensorrt.cuda import CudaRuntime
+
+    try:
+        return CudaRuntime()
+    except TensorRTError as error:
+        pytest.skip(f"no usable GPU: {error}")
+
+
+class CopyContext:
+    """Stands in for TensorRT: 'runs' by copying the input's device bytes into the output."""
+
+    def __init__(self, cuda):
+        self.cuda, self.addresses, self.batch = cuda, {}, 0
+
+    def set_tensor_address(self, name, pointer):
+        self.addresses[name] = pointer
+        return True
+
+    def set_input_shape(self, name, shape):
+        self.batch = shape[0]
+        return True
+
+    def execute_async_v3(self, stream_handle):
+        from cuda.bindings import runtime
+
+        nbytes = self.batch * 8 * 8 * 3
+        error, = runtime.cudaMemcpyAsync(self.addresses["labels"], self.addresses["image"], nbytes,
+                                         runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream_handle)
+        return error == runtime.cudaError_t.cudaSuccess
+
+
+def test_pinned_device_round_trip_on_a_stream():
+    cuda = cuda_runtime_or_skip()
+    specs = [TensorSpec("image", np.dtype(np.uint8), (8, 8, 3), True),
+             TensorSpec("labels", np.dtype(np.uint8), (8, 8, 3), False)]
+    from service.tensorrt.runner import EngineRunner
+
+    runner = EngineRunner(CopyContext(cuda), specs, 4, cuda)
+    try:
+        for batch in (4, 1, 3):
+            images = np.random.default_rng(batch).integers(0, 256, (batch, 8, 8, 3), dtype=np.uint8)
+            np.testing.assert_array_equal(runner.run(images, ["labels"])["labels"], images)
+    finally:
+        runner.close()
+
+
+def test_tensorrt_build_and_backend_match_onnx_runtime(exported_card_path, exported_card, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (NGC image or `pip install tensorrt`)")
+    cuda_runtime_or_skip()
+    from service.backends.tensorrt import TensorRTBackend
+    from service.tensorrt import cli
+    from service.tensorrt.checks import sample_images
+    from training.runtimes import OnnxRunner
+
+    plan = tmp_path / "model.plan"
+    assert cli.main([str(exported_card_path.with_suffix(".onnx")), "-o", str(plan), "--max-batch", "4",
+                     "--opt-batch", "2", "--parity-images", "4"]) == 0
+    images = sample_images(exported_card.training.recipe, 4, exported_card.input_size)
+    backend = TensorRTBackend(plan, onnx_sha256=exported_card.files.onnx_sha256)
+    try:
+        result = backend.infer(images, want_probabilities=False)
+        assert result.probabilities is None
+        _, reference = OnnxRunner(exported_card_path.with_suffix(".onnx"))(images)
+        assert np.mean(result.labels == reference) >= 0.995
+    finally:
+        backend.close()
