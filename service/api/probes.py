@@ -1,0 +1,39 @@
+"""GET /healthz (liveness) and /readyz (readiness): what an orchestrator asks."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from service.api.auth import api_key_guard
+from service.api.schemas import Health, ModelReadiness, Readiness
+
+router = APIRouter(tags=["probes"], dependencies=[Depends(api_key_guard("open_probes"))])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process and its backends work",
+            responses={503: {"model": Health, "description": "A backend keeps failing; restart the process."}})
+async def healthz(request: Request) -> JSONResponse:
+    failing = request.app.state.service.registry.failing_models()
+    if not failing:
+        return JSONResponse(Health(status="ok").model_dump())
+    detail = f"inference keeps failing for: {', '.join(failing)}"
+    return JSONResponse(Health(status="unhealthy", detail=detail).model_dump(), status_code=503)
+
+
+@router.get("/readyz", response_model=Readiness, summary="Readiness: every model loaded and warmed up",
+            responses={503: {"model": Readiness, "description": "Loading, a model failed, or draining."}})
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state.service
+    registry = state.registry
+    models = {name: ModelReadiness(status=e.status, error=e.error) for name, e in registry.entries.items()}
+    if state.draining:
+        status = "draining"
+    elif registry.ready:
+        status = "ready"
+    elif registry.problem or any(e.status == "failed" for e in registry.entries.values()):
+        status = "failed"
+    else:
+        status = "loading"
+    body = Readiness(status=status, problem=registry.problem, models=models)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if status == "ready" else 503)

@@ -1,0 +1,60 @@
+"""Choosing an engine for a model: `--backend auto|tensorrt|onnx-cuda|onnx-cpu`.
+
+Each engine is a `BackendSpec`: a cheap availability check and a loader. `auto` walks `SPECS`
+in preference order and takes the first that loads; a named choice must load or the model fails
+with the reason. An engine joins by adding its spec to `SPECS` (TensorRT goes first: it is the
+fastest where a plan built for this GPU exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service.backends.base import Backend, InferenceResult
+from service.backends.onnx import OnnxBackend, cpu_unavailable, cuda_unavailable
+from service.backends.tensorrt import load_tensorrt, tensorrt_unavailable
+from training.model_card import ModelCard
+from service.settings import Settings
+
+__all__ = ["SPECS", "Backend", "BackendSpec", "BackendUnavailable", "InferenceResult", "load_backend"]
+
+
+class BackendUnavailable(RuntimeError):
+    """No engine (or not the requested one) can serve a model here; the message says why."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    unavailable: Callable[[ModelCard], str | None]  # why it cannot serve this card here, None if it can
+    load: Callable[[ModelCard, Settings], Backend]
+
+
+SPECS: list[BackendSpec] = [
+    BackendSpec("tensorrt", tensorrt_unavailable, load_tensorrt),
+    BackendSpec("onnx-cuda", cuda_unavailable, lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda=True)),
+    BackendSpec("onnx-cpu", cpu_unavailable, lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda=False)),
+]
+
+
+def load_backend(card: ModelCard, settings: Settings) -> Backend:
+    """Load `card` on the engine `settings.backend` names, or on the best available one for `auto`."""
+    if settings.backend != "auto":
+        spec = next((spec for spec in SPECS if spec.name == settings.backend), None)
+        if spec is None:
+            raise BackendUnavailable(f"backend {settings.backend!r} is not part of this installation")
+        reason = spec.unavailable(card)
+        if reason is not None:
+            raise BackendUnavailable(f"backend {spec.name} cannot serve {card.name}: {reason}")
+        return spec.load(card, settings)
+    reasons = []
+    for spec in SPECS:
+        reason = spec.unavailable(card)
+        if reason is None:
+            try:
+                return spec.load(card, settings)
+            except Exception as exc:  # noqa: BLE001 - auto falls through to the next engine, keeping why
+                reason = f"failed to load: {exc}"
+        reasons.append(f"{spec.name}: {reason}")
+    raise BackendUnavailable(f"no backend can serve {card.name}: " + "; ".join(reasons))

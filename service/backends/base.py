@@ -1,0 +1,35 @@
+"""The one interface every inference engine implements (ONNX Runtime, TensorRT).
+
+The batcher hands a backend a uint8 NHWC batch at the card's input size and gets class ids back;
+probabilities are fetched only when asked for (CRF), since copying [N, H, W, C] float32 off the
+device costs more than the argmax the graph already did.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    labels: np.ndarray  # uint8 [N, H, W]
+    probabilities: np.ndarray | None  # float32 [N, H, W, C], only when asked for
+
+
+class Backend(ABC):
+    """A loaded model on one engine. `infer` is called from one thread at a time."""
+
+    name: str  # "onnx-cpu" | "onnx-cuda" | "tensorrt"
+    precision: str  # "fp32" | "fp16"
+    max_batch_size: int
+
+    @abstractmethod
+    def infer(self, images: np.ndarray, want_probabilities: bool) -> InferenceResult:
+        """images: uint8 [N, H, W, 3] at the card's input size, N <= max_batch_size."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the engine's memory; the backend is unusable afterwards."""

@@ -1,0 +1,101 @@
+"""ONNX Runtime backends: the CUDA execution provider where there is one, the CPU one everywhere.
+
+Memory: a session's arena keeps whatever it grew to. The registry warms every model up at the
+largest batch it will ever run, so the arena reaches its working size once; with
+`arena_shrinkage` every run then hands back any growth beyond that, so load cannot ratchet it up,
+and the CUDA arena grows by exactly what is requested (`kSameAsRequested`), never to the next
+power of two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from service.backends.base import Backend, InferenceResult
+from training.model_card import ModelCard
+from service.settings import OnnxSettings
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+class OnnxBackend(Backend):
+    """One ONNX Runtime session for one model card."""
+
+    precision = "fp32"
+
+    def __init__(self, card: ModelCard, options: OnnxSettings, use_cuda: bool):
+        self.name = "onnx-cuda" if use_cuda else "onnx-cpu"
+        self.max_batch_size = options.max_batch_size
+        self._input_name = card.input.name
+        self._labels_name = card.outputs.labels.name
+        self._probabilities_name = card.outputs.probabilities.name
+        self._input_shape = (card.input.height, card.input.width, card.input.channels)
+
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = options.intra_op_threads
+        session_options.inter_op_num_threads = options.inter_op_threads
+        session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.enable_cpu_mem_arena = options.cpu_mem_arena
+        session_options.log_severity_level = 3
+        providers: list = [CPU_PROVIDER]
+        if use_cuda:
+            cuda_options = {
+                "device_id": options.cuda_device_id,
+                "arena_extend_strategy": options.arena_extend_strategy,
+                "cudnn_conv_algo_search": "HEURISTIC",
+            }
+            providers.insert(0, (CUDA_PROVIDER, cuda_options))
+        self._session = ort.InferenceSession(str(card.onnx_path), session_options, providers=providers)
+        if use_cuda and self._session.get_providers()[0] != CUDA_PROVIDER:
+            raise RuntimeError(f"ONNX Runtime could not place {card.name} on CUDA device {options.cuda_device_id}")
+        self._check_signature(card)
+
+        self._run_options = ort.RunOptions()
+        shrink = ([f"gpu:{options.cuda_device_id}"] if use_cuda else []) + (["cpu:0"] if options.cpu_mem_arena else [])
+        if options.arena_shrinkage and shrink:
+            self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", ";".join(shrink))
+
+    def _check_signature(self, card: ModelCard) -> None:
+        """The graph has the inputs and outputs the card promises (fail at load, not per request)."""
+        inputs = {node.name: node for node in self._session.get_inputs()}
+        outputs = {node.name for node in self._session.get_outputs()}
+        if self._input_name not in inputs:
+            raise ValueError(f"{card.onnx_path}: no input {self._input_name!r} (has {sorted(inputs)})")
+        node = inputs[self._input_name]
+        if node.type != "tensor(uint8)" or list(node.shape[1:]) != list(self._input_shape):
+            raise ValueError(
+                f"{card.onnx_path}: input {node.name!r} is {node.type} {node.shape}, "
+                f"the card says uint8 [N, {', '.join(map(str, self._input_shape))}]"
+            )
+        for name in (self._labels_name, self._probabilities_name):
+            if name not in outputs:
+                raise ValueError(f"{card.onnx_path}: no output {name!r} (has {sorted(outputs)})")
+
+    def infer(self, images: np.ndarray, want_probabilities: bool) -> InferenceResult:
+        if images.dtype != np.uint8 or images.shape[1:] != self._input_shape:
+            raise ValueError(f"expected uint8 [N, {self._input_shape}], got {images.dtype} {images.shape}")
+        if not 1 <= len(images) <= self.max_batch_size:
+            raise ValueError(f"batch of {len(images)} outside 1..{self.max_batch_size}")
+        names = [self._labels_name] + ([self._probabilities_name] if want_probabilities else [])
+        results = self._session.run(names, {self._input_name: images}, self._run_options)
+        return InferenceResult(labels=results[0], probabilities=results[1] if want_probabilities else None)
+
+    def close(self) -> None:
+        del self._session
+
+
+def cuda_unavailable(card: ModelCard) -> str | None:
+    """Why the CUDA provider cannot run this card here, or None."""
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        return "this ONNX Runtime build has no CUDA execution provider (install the gpu extra)"
+    return None
+
+
+def cpu_unavailable(card: ModelCard) -> str | None:
+    """Why the CPU provider cannot run this card here (a build without it), or None."""
+    if CPU_PROVIDER not in ort.get_available_providers():
+        return "this ONNX Runtime build has no CPU execution provider"
+    return None

@@ -1,0 +1,93 @@
+"""Image in, model input out, and the model's label map back to the caller's pixels.
+
+The client's image is untrusted: the body is already size-limited (api/middleware.py); here the
+pixel count is checked from the header before any pixel is decoded (decompression bombs), and
+only the formats below are ever handed to a PIL decoder. Geometry: the image is letterboxed into
+the model's fixed input by `training.letterbox` (the same placement training evaluated and export
+parity checked: aspect ratio kept, centred, black padding); the label map is cropped to the
+image's part and resized back (nearest neighbour: only class ids are fetched) to exactly the
+original width x height after EXIF orientation.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from service.errors import bad_image, payload_too_large, unsupported_media_type
+from training.letterbox import Placement
+
+# A declared type must be one of these; the body is then sniffed among all of PIL_FORMATS (clients
+# often label PNGs as JPEGs), and no other PIL decoder ever sees it.
+ADVERTISED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif")
+ACCEPTED_TYPES = frozenset((*ADVERTISED_TYPES, "image/jpg", "image/pjpeg", "image/x-ms-bmp"))
+PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Reject what is not a supported image type before reading further (415)."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in ACCEPTED_TYPES:
+        raise unsupported_media_type(
+            f"content type {media_type or '(none)'!r} is not supported; send one of: {', '.join(ADVERTISED_TYPES)}"
+        )
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode `data` into uint8 RGB [H, W, 3] with EXIF orientation applied; 413 over `max_pixels`.
+
+    PIL's own bomb check (`Image.MAX_IMAGE_PIXELS`, an error at twice its value) stays on as a
+    second line; it is reported as the same 413.
+    """
+    try:
+        image = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
+        width, height = image.size
+        if width * height > max_pixels:
+            raise payload_too_large(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise payload_too_large(f"image rejected as a decompression bomb: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise bad_image(f"could not decode the image (truncated, corrupt or not an image): {exc}") from exc
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, struct.error):
+        pass  # unreadable EXIF: keep the stored orientation
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL mode as uint8 RGB: 16-bit grey scaled down, alpha composited over black, CMYK converted."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        grey = (np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        grey = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (0, 0, 0))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        image = background
+    return np.asarray(image.convert("RGB"))
+
+
+def crop_to_image(array: np.ndarray, placement: Placement) -> np.ndarray:
+    """The image's part of a model-resolution array ([H, W] or [H, W, C]): the padding cut off."""
+    return array[placement.top : placement.top + placement.height, placement.left : placement.left + placement.width]
+
+
+def restore_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Class ids of the image's part of the model input -> exactly `size` (height, width), nearest neighbour."""
+    height, width = size
+    restored = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8)).resize(
+        (width, height), Image.Resampling.NEAREST
+    )
+    return np.asarray(restored)

@@ -1,0 +1,78 @@
+"""Dense-CRF refinement on a real Kvasir-SEG frame: it moves boundaries, nothing else, and keeps size."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
+
+from service.crf import CrfPool, refine
+from service.settings import CrfSettings
+
+BAND = 8  # pixels either side of a boundary that refinement may move
+
+
+def near_boundary(labels: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels with a different label within `radius` (a square window)."""
+    padded = np.pad(labels, radius, mode="edge")
+    windows = sliding_window_view(padded, (2 * radius + 1, 2 * radius + 1))
+    return windows.max(axis=(-1, -2)) != windows.min(axis=(-1, -2))
+
+
+@pytest.fixture(scope="module")
+def frame_and_rough_probabilities(dataset_root):
+    """A Kvasir frame at ~256 px and soft probabilities from its ground truth shifted by 6 px."""
+    sample_id = (dataset_root / "kvasir-seg" / "splits" / "val.txt").read_text().split()[0]
+    image = Image.open(dataset_root / "kvasir-seg" / "images" / f"{sample_id}.jpg").convert("RGB")
+    mask = Image.open(dataset_root / "kvasir-seg" / "masks" / f"{sample_id}.png").convert("L")
+    scale = 256 / max(image.size)
+    size = (round(image.width * scale), round(image.height * scale))
+    pixels = np.asarray(image.resize(size, Image.Resampling.BILINEAR))
+    truth = (np.asarray(mask.resize(size, Image.Resampling.NEAREST)) > 127).astype(np.uint8)
+    rough = np.roll(truth, (6, 6), axis=(0, 1))
+    foreground = np.where(rough == 1, 0.7, 0.3).astype(np.float32)
+    return pixels, rough, np.stack([1 - foreground, foreground], axis=-1)
+
+
+def test_refine_moves_only_boundaries_and_keeps_the_size(frame_and_rough_probabilities):
+    pixels, rough, probabilities = frame_and_rough_probabilities
+    refined = refine(pixels, probabilities, CrfSettings())
+    assert refined.shape == rough.shape and refined.dtype == np.uint8
+    changed = refined != rough
+    assert changed.any(), "the CRF left every pixel as the unary argmax"
+    assert not (changed & ~near_boundary(rough, BAND)).any(), "the CRF changed pixels far from any boundary"
+
+
+def test_more_iterations_and_a_stronger_bilateral_term_change_more(frame_and_rough_probabilities):
+    pixels, rough, probabilities = frame_and_rough_probabilities
+    gentle = (refine(pixels, probabilities, CrfSettings(iterations=1)) != rough).sum()
+    strong = (refine(pixels, probabilities, CrfSettings(iterations=5, bilateral_compat=20)) != rough).sum()
+    assert strong > gentle
+
+
+def test_refine_rejects_mismatched_inputs(frame_and_rough_probabilities):
+    pixels, _, probabilities = frame_and_rough_probabilities
+    with pytest.raises(ValueError, match="does not match"):
+        refine(pixels[:-1], probabilities, CrfSettings())
+
+
+def test_pool_refines_in_worker_processes_and_bounds_its_queue(frame_and_rough_probabilities):
+    pixels, rough, probabilities = frame_and_rough_probabilities
+    expected = refine(pixels, probabilities, CrfSettings())
+
+    async def scenario():
+        pool = CrfPool(CrfSettings(workers=1, max_pending=2))
+        try:
+            results = await asyncio.gather(*(pool.refine(pixels, probabilities) for _ in range(3)),
+                                           return_exceptions=True)
+        finally:
+            pool.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert sum(isinstance(r, np.ndarray) and np.array_equal(r, expected) for r in results) == 2
+    refused = [r for r in results if not isinstance(r, np.ndarray)]
+    assert len(refused) == 1 and refused[0].status == 503
