@@ -2,10 +2,15 @@
 
 Loading checks the plan's sidecar against this GPU and TensorRT version first: an engine built
 elsewhere either fails to deserialize or, worse, runs with kernels tuned for another chip.
+``tensorrt_unavailable``/``load_tensorrt`` are this engine's entry in ``service.backends.SPECS``:
+``--backend auto`` takes TensorRT only where a matching plan exists.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +20,11 @@ from service.tensorrt.buffers import TensorSpec, outputs_to_copy
 from service.tensorrt.cuda import CudaRuntime
 from service.tensorrt.errors import TensorRTError
 from service.tensorrt.host import current_platform, import_tensorrt
+from service.settings import Settings
+from service.tensorrt.plan_cache import find_matching_plan, plan_path
 from service.tensorrt.runner import EngineRunner
 from service.tensorrt.sidecar import read_sidecar, verify
+from training.model_card import ModelCard
 
 
 def engine_tensor_specs(trt, engine) -> tuple[list[TensorSpec], int]:
@@ -64,3 +72,46 @@ class TensorRTBackend(Backend):
     def close(self) -> None:
         self._runner.close()
         self._context = self._engine = self._runtime = None
+
+
+ENGINE_CACHE_ENV = "DEEPLAB_ENGINE_CACHE"
+
+
+def plan_directories(card: ModelCard) -> list[Path]:
+    """Where plans for ``card`` are looked for: the engine cache (the container's volume, named
+    by ``$DEEPLAB_ENGINE_CACHE``), then the card's own directory."""
+    cache = os.environ.get(ENGINE_CACHE_ENV)
+    return ([Path(cache)] if cache else []) + [card.path.parent]
+
+
+def _tensorrt_installed() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def _locate(card: ModelCard) -> tuple[Path | None, str | None]:
+    if not _tensorrt_installed():
+        return None, "TensorRT is not installed (use the GPU image, or `pip install tensorrt`)"
+    try:
+        running = current_platform()
+    except TensorRTError as error:
+        return None, str(error)
+    directories = plan_directories(card)
+    plan, reasons = find_matching_plan(card.files.onnx, card.files.onnx_sha256, directories, running)
+    if plan is None:
+        return None, ("no plan built for this GPU and TensorRT (" + "; ".join(reasons) + "); build one with: "
+                      + shlex.join(["python", "build_engine.py", str(card.onnx_path), "-o",
+                                    str(plan_path(card.files.onnx, directories[0]))]))
+    return plan, None
+
+
+def tensorrt_unavailable(card: ModelCard) -> str | None:
+    """Why TensorRT cannot serve ``card`` here: no TensorRT, no GPU, or no matching plan."""
+    return _locate(card)[1]
+
+
+def load_tensorrt(card: ModelCard, settings: Settings) -> TensorRTBackend:
+    plan, reason = _locate(card)
+    if plan is None:
+        raise TensorRTError(reason)
+    return TensorRTBackend(plan, onnx_sha256=card.files.onnx_sha256,
+                           max_batch_size=settings.batching.max_batch_size, device=settings.onnx.cuda_device_id)

@@ -22,11 +22,11 @@ from training.model_card import ModelCard, ModelCardError, load_card
 
 
 def model_cards(models: Path) -> list[ModelCard]:
-    """Every valid card in ``models``; plan sidecars (``*.plan.json``) are not cards."""
+    """Every valid card in ``models``, found as the service finds them."""
+    from service.registry import find_cards
+
     cards = []
-    for path in sorted(models.glob("*.json")):
-        if path.name.endswith(".plan.json"):
-            continue
+    for path in find_cards(models):
         try:
             cards.append(load_card(path))
         except ModelCardError as error:

@@ -49,10 +49,13 @@ def decide(plan: Path, onnx_sha256: str, running: Platform, *, precision: str | 
 
 
 def find_matching_plan(onnx_file: str | Path, onnx_sha256: str, directories: Iterable[Path],
-                       running: Platform, max_batch: int | None = None) -> Path | None:
-    """The first plan in ``directories`` that can serve this model here, of any precision."""
+                       running: Platform, max_batch: int | None = None) -> tuple[Path | None, list[str]]:
+    """The first plan in ``directories`` that can serve this model here (of any precision), or
+    None and, per directory, why not."""
+    reasons = []
     for directory in directories:
         decision = decide(plan_path(onnx_file, directory), onnx_sha256, running, max_batch=max_batch)
         if not decision.build:
-            return decision.plan
-    return None
+            return decision.plan, []
+        reasons.append("; ".join(decision.reasons))
+    return None, reasons

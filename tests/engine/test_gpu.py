@@ -63,8 +63,9 @@ def test_pinned_device_round_trip_on_a_stream():
         runner.close()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
+                    reason="TensorRT is not installed (NGC image or `pip install tensorrt`)")
 def test_tensorrt_build_and_backend_match_onnx_runtime(exported_card_path, exported_card, tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (NGC image or `pip install tensorrt`)")
     cuda_runtime_or_skip()
     from service.backends.tensorrt import TensorRTBackend
     from service.tensorrt import cli

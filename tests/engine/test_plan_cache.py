@@ -43,8 +43,10 @@ def test_service_finds_the_first_matching_plan_of_any_precision(tmp_path, make_s
     sha = "a" * 64
     place_plan(cache, make_sidecar(platform=Platform("10.0.0", "NVIDIA L4", "8.9"), onnx_sha256=sha))
     local = place_plan(engines, make_sidecar(precision="fp32", onnx_sha256=sha))
-    assert find_matching_plan("tiny.onnx", sha, [cache, engines], h200) == local
-    assert find_matching_plan("tiny.onnx", sha, [cache, engines], h200, max_batch=64) is None
+    assert find_matching_plan("tiny.onnx", sha, [cache, engines], h200) == (local, [])
+    plan, reasons = find_matching_plan("tiny.onnx", sha, [cache, engines], h200, max_batch=64)
+    assert plan is None and len(reasons) == 2
+    assert "built on NVIDIA L4" in reasons[0] and "batches up to 32" in reasons[1]
     assert plan_path("models/tiny.onnx", cache) == cache / "tiny.plan"
 
 

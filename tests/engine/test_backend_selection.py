@@ -1,0 +1,69 @@
+"""``--backend auto`` takes TensorRT only where a plan matching this GPU exists; otherwise the
+reason is kept and ONNX Runtime serves."""
+
+import pytest
+
+from service.backends import BackendUnavailable, SPECS, load_backend
+from service.backends import tensorrt as trt_backend
+from service.settings import Settings
+from service.tensorrt.sidecar import write_sidecar
+
+
+@pytest.fixture
+def gpu_host(monkeypatch, h200, tmp_path):
+    """This machine as if it had TensorRT and an H200, with an empty engine cache."""
+    monkeypatch.setattr(trt_backend, "_tensorrt_installed", lambda: True)
+    monkeypatch.setattr(trt_backend, "current_platform", lambda device=0: h200)
+    cache = tmp_path / "engine-cache"
+    cache.mkdir()
+    monkeypatch.setenv(trt_backend.ENGINE_CACHE_ENV, str(cache))
+    return cache
+
+
+def test_tensorrt_is_tried_first():
+    assert SPECS[0].name == "tensorrt"
+
+
+def test_without_tensorrt_the_reason_says_what_to_install(exported_card, monkeypatch):
+    monkeypatch.setattr(trt_backend, "_tensorrt_installed", lambda: False)
+    assert "TensorRT is not installed" in trt_backend.tensorrt_unavailable(exported_card)
+
+
+def test_without_a_matching_plan_the_reason_gives_the_build_command(exported_card, gpu_host, make_sidecar):
+    stale = make_sidecar(onnx_sha256="0" * 64)
+    (gpu_host / exported_card.files.onnx.replace(".onnx", ".plan")).write_bytes(b"PLAN")
+    write_sidecar(stale, gpu_host / exported_card.files.onnx.replace(".onnx", ".plan"))
+    reason = trt_backend.tensorrt_unavailable(exported_card)
+    assert "no plan built for this GPU and TensorRT" in reason and "the model card now lists" in reason
+    assert f"python build_engine.py {exported_card.onnx_path} -o {gpu_host}" in reason
+    with pytest.raises(BackendUnavailable, match="backend tensorrt cannot serve"):
+        load_backend(exported_card, Settings(backend="tensorrt"))
+
+
+def test_a_matching_plan_in_the_cache_is_chosen(exported_card, gpu_host, make_sidecar, monkeypatch):
+    plan = gpu_host / exported_card.files.onnx.replace(".onnx", ".plan")
+    plan.write_bytes(b"PLAN")
+    write_sidecar(make_sidecar(onnx_sha256=exported_card.files.onnx_sha256), plan)
+    assert trt_backend.tensorrt_unavailable(exported_card) is None
+    opened = {}
+    monkeypatch.setattr(trt_backend, "TensorRTBackend",
+                        lambda path, **options: opened.update(path=path, **options) or "backend")
+    settings = Settings(backend="auto", batching={"max_batch_size": 16})
+    assert load_backend(exported_card, settings) == "backend"
+    assert opened == {"path": plan, "onnx_sha256": exported_card.files.onnx_sha256, "max_batch_size": 16, "device": 0}
+
+
+def test_auto_falls_back_to_onnx_runtime_when_tensorrt_cannot_load(exported_card, gpu_host, make_sidecar, monkeypatch):
+    plan = gpu_host / exported_card.files.onnx.replace(".onnx", ".plan")
+    plan.write_bytes(b"PLAN")
+    write_sidecar(make_sidecar(onnx_sha256=exported_card.files.onnx_sha256), plan)
+
+    def broken(*args, **kwargs):
+        raise trt_backend.TensorRTError("deserialize failed")
+
+    monkeypatch.setattr(trt_backend, "TensorRTBackend", broken)
+    backend = load_backend(exported_card, Settings(backend="auto"))
+    try:
+        assert backend.name == "onnx-cpu"
+    finally:
+        backend.close()
