@@ -35,6 +35,9 @@ class TrainConfig:
     bn_momentum: float = 0.9
     crop_size: int = 256
     max_side: int | None = 512
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    max_rotation_degrees: float = 15.0
+    cache: bool = True
     batch_size: int = 8
     epochs: int = 30
     steps_per_epoch: int | None = None

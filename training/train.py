@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from training.config import TrainConfig, parse_args  # noqa: E402
 from training.datasets import class_pixel_counts, get_dataset, make_pipeline  # noqa: E402
+from training.datasets.augment import AugmentConfig  # noqa: E402
 from training.losses import class_weights_from_counts, make_loss  # noqa: E402
 from training.metrics import ForegroundDice, MeanIoU  # noqa: E402
 from training.model import build_deeplab  # noqa: E402
@@ -128,10 +129,13 @@ def train(config: TrainConfig) -> dict:
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     steps_per_epoch = config.steps_per_epoch or math.ceil(len(train_set.samples) / global_batch)
     validation_steps = config.validation_steps or math.ceil(len(val_set.samples) / global_batch)
+    augmentation = AugmentConfig(scale_range=tuple(config.scale_range),
+                                 max_rotation_degrees=config.max_rotation_degrees)
     train_data = make_pipeline(train_set, config.crop_size, global_batch, augment=True, shuffle=True,
-                               repeat=True, seed=config.seed, max_side=config.max_side)
+                               repeat=True, seed=config.seed, max_side=config.max_side, cache=config.cache,
+                               augment_config=augmentation)
     val_data = make_pipeline(val_set, config.crop_size, global_batch, augment=False, shuffle=False,
-                             repeat=True, seed=config.seed, max_side=config.max_side)
+                             repeat=True, seed=config.seed, max_side=config.max_side, cache=config.cache)
 
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
