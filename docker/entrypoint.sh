@@ -1,0 +1,17 @@
+#!/bin/sh
+# GPU container start-up: give every model a TensorRT plan that matches this GPU (built once and
+# kept on the engine-cache volume), then start the service, which prefers those plans
+# (--backend auto). The decisions live in service/tensorrt/ensure_engines.py, where they are tested.
+set -eu
+
+if ! python -m service.tensorrt.ensure_engines \
+        --models "${SEG_MODELS:-/app/engines}" \
+        --cache "${DEEPLAB_ENGINE_CACHE:-/var/cache/deeplab/engines}" \
+        --precision "${TRT_PRECISION:-fp16}" \
+        --max-batch "${TRT_MAX_BATCH:-32}" \
+        --opt-batch "${TRT_OPT_BATCH:-8}" \
+        --workspace-mb "${TRT_WORKSPACE_MB:-2048}"; then
+    echo "entrypoint: some TensorRT engines could not be built; those models run on ONNX Runtime" >&2
+fi
+
+exec python -m service "$@"
