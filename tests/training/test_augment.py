@@ -18,6 +18,8 @@ from training.datasets.augment import (
     letterbox,
 )
 
+from .conftest import save_gray
+
 COLOURS = np.array(
     [[30, 30, 30], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.float32
 )
@@ -59,7 +61,9 @@ def agreement(image, mask):
 
 def run(transform, crop_size, pair=None):
     image, mask = pair or drawn_pair()
-    out_image, out_mask = apply_transform(tf.constant(image), tf.constant(mask), transform, crop_size)
+    out_image, out_mask = apply_transform(
+        tf.constant(image), tf.constant(mask), transform, crop_size
+    )
     return out_image.numpy(), out_mask.numpy()
 
 
@@ -162,9 +166,8 @@ def test_pipeline_outputs_normalised_images_and_one_hot_with_zero_ignore_rows(
     rows = labels.numpy().sum(-1)
     assert set(np.unique(rows)) == {0.0, 1.0}
     assert (rows == 0).mean() > 0.2  # the ignored row and the padding
-    padded = rows == 0
-    if not augment_flag:  # letterbox padding is mid-grey, 0 after normalisation
-        assert np.allclose(images.numpy()[:, :4], 0.0) and padded[:, :4].all()
+    if not augment_flag:  # letterbox: 16x24 -> 21x32 centred, grey (0 after normalising) above
+        assert np.allclose(images.numpy()[:, :5], 0.0) and (rows[:, :5] == 0).all()
 
 
 def test_pipeline_is_reproducible_with_a_seed(folder_root):
@@ -179,8 +182,6 @@ def test_pipeline_is_reproducible_with_a_seed(folder_root):
 
 
 def test_pipeline_reports_a_size_mismatch_with_both_paths(kvasir_root):
-    from .conftest import save_gray
-
     save_gray(kvasir_root / "masks" / "polyp1.png", np.zeros((5, 5), np.uint8))
     dataset = get_dataset("kvasir", root=kvasir_root)
     with pytest.raises(tf.errors.OpError, match=r"polyp1\.jpg is 40x30 .*polyp1\.png is 5x5"):

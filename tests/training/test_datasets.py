@@ -95,7 +95,8 @@ def test_missing_mask_names_it(kvasir_root):
 def test_size_mismatch_names_both_files(kvasir_root):
     save_gray(kvasir_root / "masks" / "polyp1.png", np.zeros((31, 40), np.uint8))
     dataset = get_dataset("kvasir", root=kvasir_root)
-    with pytest.raises(ValueError, match=r"images/polyp1\.jpg is 40x30 .*masks/polyp1\.png is 40x31"):
+    expected = r"images/polyp1\.jpg is 40x30 .*masks/polyp1\.png is 40x31"
+    with pytest.raises(ValueError, match=expected):
         dataset.load_sample(dataset.samples[0])
 
 

@@ -30,7 +30,9 @@ class AugmentConfig:
         if not 0 < low <= high:
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {self.scale_range}")
         if not 0 <= self.max_rotation_degrees < 90:
-            raise ValueError(f"max_rotation_degrees must be in [0, 90), got {self.max_rotation_degrees}")
+            raise ValueError(
+                f"max_rotation_degrees must be in [0, 90), got {self.max_rotation_degrees}"
+            )
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ def output_to_input_matrix(input_hw: tf.Tensor, transform: Transform) -> tf.Tens
     """
     height, width = tf.unstack(tf.cast(input_hw, tf.float32))
     scale = tf.cast(transform.scale, tf.float32)
-    cos, sin = tf.cos(tf.cast(transform.angle, tf.float32)), tf.sin(tf.cast(transform.angle, tf.float32))
+    angle = tf.cast(transform.angle, tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
     mirror = tf.where(tf.cast(transform.flip, tf.bool), -1.0, 1.0)
     top, left = (tf.cast(v, tf.float32) for v in transform.offset)
     dx = left - (width * scale - 1.0) / 2.0  # crop origin relative to the scaled image's centre
@@ -107,7 +110,7 @@ def random_transform(
     scale = tf.random.stateless_uniform([], scale_seed, low, high)
     max_angle = math.radians(config.max_rotation_degrees)
     angle = tf.random.stateless_uniform([], angle_seed, -max_angle, max_angle)
-    flip = config.horizontal_flip & (tf.random.stateless_uniform([], flip_seed) < 0.5)
+    flip = tf.logical_and(config.horizontal_flip, tf.random.stateless_uniform([], flip_seed) < 0.5)
     # Crop anywhere inside the scaled image, or place the image anywhere inside a larger crop.
     slack = tf.cast(input_hw, tf.float32) * scale - tf.constant(crop_shape(crop_size), tf.float32)
     fraction = tf.random.stateless_uniform([2], crop_seed)
@@ -145,7 +148,8 @@ def letterbox(
     pad_before = (tf.constant([crop_h, crop_w]) - new_hw) // 2
     pad_after = tf.constant([crop_h, crop_w]) - new_hw - pad_before
     padding = tf.stack([pad_before, pad_after], axis=1)
-    padded_image = tf.pad(resized_image, tf.concat([padding, [[0, 0]]], 0), constant_values=IMAGE_FILL)
+    image_padding = tf.concat([padding, [[0, 0]]], 0)
+    padded_image = tf.pad(resized_image, image_padding, constant_values=IMAGE_FILL)
     padded_mask = tf.pad(resized_mask, padding, constant_values=IGNORE_INDEX)
     return padded_image, padded_mask
 

@@ -130,7 +130,9 @@ class SegmentationDataset:
         with Image.open(path) as mask:
             return self._decode_mask(mask, path, size)
 
-    def load_sample(self, sample: Sample, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def load_sample(
+        self, sample: Sample, max_side: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The aligned (image, mask) pair, downscaled so the longer side is at most `max_side`.
 
         Sizes are compared from the file headers before decoding, so a mismatch costs nothing.
@@ -145,7 +147,9 @@ class SegmentationDataset:
             size = fit_within(image.size, max_side)
             return _decode_rgb(image, size), self._decode_mask(mask, sample.mask_path, size)
 
-    def _decode_mask(self, mask: Image.Image, path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    def _decode_mask(
+        self, mask: Image.Image, path: Path, size: tuple[int, int] | None
+    ) -> np.ndarray:
         if mask.mode not in ("L", "P"):
             raise ValueError(
                 f"mask {path} has mode {mask.mode}; expected a single-channel 8-bit PNG "

@@ -18,7 +18,7 @@ from .base import (
 )
 
 FOLDER = "cityscapes"
-# (labelId, name, colour) of the 19 training classes, in trainId order (cityscapesScripts labels.py).
+# (labelId, name, colour) of the 19 training classes in trainId order (cityscapesScripts labels).
 TRAIN_LABELS = [
     (7, "road", (128, 64, 128)),
     (8, "sidewalk", (244, 35, 232)),

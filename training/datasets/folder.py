@@ -46,7 +46,9 @@ def load(
         stems = read_id_list(root / "splits" / f"{split}.txt")
         missing = [stem for stem in stems if stem not in images]
         if missing:
-            raise FileNotFoundError(f"image not found: {image_dir / missing[0]}.* (listed in split {split!r})")
+            raise FileNotFoundError(
+                f"image not found: {image_dir / missing[0]}.* (listed in split {split!r})"
+            )
     else:
         stems = list(images)
     samples = [Sample(images[stem], mask_dir / f"{stem}.png") for stem in stems]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .augment import AugmentConfig, augment as augment_pair, crop_shape, letterbox, normalise, one_hot
+from .augment import AugmentConfig, crop_shape, letterbox, normalise, one_hot
+from .augment import augment as augment_pair
 from .base import SegmentationDataset
 
 
