@@ -1,9 +1,10 @@
 """Fixtures for the service tests: models in a models directory, real images, real server processes.
 
-`models_dir` is `engines/` when it holds model cards with their ONNX files; otherwise two small
-untrained DeepLabv3+ models (2-class "polyp", 11-class "camvid", MobileNetV2 alpha 0.35 at 128x128)
-are exported with the real exporter into a temporary directory, so the service always sees
-graphs and cards exactly as training writes them.
+`models_dir` is `$SERVICE_TEST_MODELS` if set, else `engines/` when it holds model cards with
+their ONNX files; otherwise two small untrained DeepLabv3+ models (2-class "polyp", 11-class
+"camvid", MobileNetV2 alpha 0.35 at 128x128) are exported with the real exporter into a temporary
+directory (about a minute), so the service always sees graphs and cards exactly as training
+writes them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ STARTUP_TIMEOUT_S = 120
 
 
 def shipped_models() -> Path | None:
-    engines = PROJECT_ROOT / "engines"
+    engines = Path(os.environ.get("SERVICE_TEST_MODELS", PROJECT_ROOT / "engines"))
     cards = find_cards(engines) if engines.is_dir() else []
     if cards and all(load_card(card).onnx_path.is_file() for card in cards):
         return engines
@@ -98,9 +99,16 @@ def dataset_root() -> Path:
 
 @pytest.fixture(scope="session")
 def kvasir_images(dataset_root) -> list[Path]:
-    """Three Kvasir-SEG validation images of different sizes."""
-    ids = (dataset_root / "kvasir-seg" / "splits" / "val.txt").read_text().split()[:3]
-    return [dataset_root / "kvasir-seg" / "images" / f"{sample_id}.jpg" for sample_id in ids]
+    """Three Kvasir-SEG validation images: the first, the smallest and the largest."""
+    from PIL import Image
+
+    ids = (dataset_root / "kvasir-seg" / "splits" / "val.txt").read_text().split()
+    paths = [dataset_root / "kvasir-seg" / "images" / f"{sample_id}.jpg" for sample_id in ids]
+    areas = {}
+    for path in paths:
+        with Image.open(path) as image:
+            areas[path] = image.width * image.height
+    return [paths[0], min(paths, key=areas.get), max(paths, key=areas.get)]
 
 
 @pytest.fixture(scope="session")
