@@ -129,6 +129,8 @@ def _relative(path: Path) -> str:
 
 def export(args: argparse.Namespace) -> dict:
     """Write every requested format, check each against Keras; returns paths and parity numbers."""
+    checkpoint = resolve_checkpoint(args.checkpoint_path)  # a bad path fails before TensorFlow loads
+
     from training.exporters import SavedModelRunner, write_onnx, write_saved_model, write_tflite
     from training.inference_graph import build_export_graph, keras_reference
 
@@ -137,7 +139,6 @@ def export(args: argparse.Namespace) -> dict:
     def step(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
-    checkpoint = resolve_checkpoint(args.checkpoint_path)
     name = args.name or checkpoint.config.get("run_name") or checkpoint.run_dir.name
     size = (args.input_size, args.input_size)
     output_dir = args.output_dir

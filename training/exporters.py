@@ -1,6 +1,6 @@
 """Write the inference graph (``training.inference_graph``) as SavedModel, ONNX and TFLite.
 
-Every format comes from the same export archive (TFLite via the SavedModel written from it), so
+Every format comes from the same export graph (TFLite via the SavedModel written from it), so
 all have one graph behind them: uint8 ``image`` in, ``probabilities`` + ``labels`` out, dynamic
 batch.
 """
@@ -53,8 +53,9 @@ def write_onnx(graph: ExportGraph, path: Path, opset: int = MIN_ONNX_OPSET) -> P
 
 
 def write_tflite(saved_model_dir: Path, path: Path, float16: bool) -> Path:
-    """TFLite from the SavedModel's serving signature; ``float16`` stores fp16 weights (half the
-    size; the CPU kernels dequantise them, GPU delegates run in fp16)."""
+    """TFLite from the SavedModel's serving signature (converting the concrete function directly
+    drops the signature and with it the output names); ``float16`` stores fp16 weights (half the
+    size; CPU kernels dequantise them, GPU delegates run in fp16)."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[SIGNATURE])
     if float16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

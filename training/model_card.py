@@ -100,6 +100,7 @@ class TrainingInfo(_Open):
     data_root: str | None
     split: str
     pretrained: bool
+    note: str | None = None
     recipe: dict[str, Any]
     reproduce: str
 

@@ -1,0 +1,189 @@
+"""Export: SavedModel, ONNX and TFLite reproduce the Keras model on real images; the model card
+is complete and its loader rejects broken cards with a message naming file and field."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import parity
+from training.datasets import get_dataset
+from training.letterbox import letterbox
+from training.model_card import ModelCardError, load_card, sha256_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPORTS = ("saved_model", "onnx", "tflite_fp32", "tflite_fp16")
+
+
+@pytest.fixture(scope="module")
+def fresh_images(tiny_kvasir_export) -> np.ndarray:
+    """Val images the exporter's own parity check did not use (it takes the first 4)."""
+    dataset = get_dataset("kvasir", split="val")
+    return np.stack([letterbox(dataset.load_image(s.image_path), (96, 96))[0] for s in dataset.samples[4:7]])
+
+
+@pytest.fixture(scope="module")
+def keras_outputs(tiny_kvasir_run, fresh_images):
+    from training.checkpoint import load_model, resolve_checkpoint
+    from training.inference_graph import keras_reference
+
+    model = load_model(resolve_checkpoint(tiny_kvasir_run), (96, 96))
+    return keras_reference(model, fresh_images)
+
+
+def test_exporter_checked_every_format_within_tolerance(tiny_kvasir_export):
+    results = tiny_kvasir_export["export_parity"]
+    assert set(results) == set(EXPORTS)
+    for kind, result in results.items():
+        assert result["images"] == 4
+        max_diff, min_agreement = parity.TOLERANCES[kind]
+        assert result["label_agreement"] >= min_agreement, kind
+        assert max_diff is None or result["max_abs_prob_diff"] <= max_diff, kind
+
+
+def test_onnx_and_tflite_match_keras_and_each_other_on_other_real_images(tiny_kvasir_export, fresh_images,
+                                                                          keras_outputs):
+    from training.runtimes import OnnxRunner, TFLiteRunner
+
+    files = tiny_kvasir_export["files"]
+    onnx = OnnxRunner(files["onnx"])(fresh_images)
+    tflite = TFLiteRunner(files["tflite_fp32"])(fresh_images)
+    tflite_fp16 = TFLiteRunner(files["tflite_fp16"])(fresh_images)
+    for kind, outputs in (("onnx", onnx), ("tflite_fp32", tflite), ("tflite_fp16", tflite_fp16)):
+        parity.check(kind, parity.measure(keras_outputs, outputs))
+    parity.check("onnx", parity.measure(onnx, tflite))
+    probabilities, labels = onnx
+    assert probabilities.shape == (3, 96, 96, 2) and probabilities.dtype == np.float32
+    assert labels.shape == (3, 96, 96) and labels.dtype == np.uint8
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
+    disagree = labels != probabilities.argmax(axis=-1)  # only where softmax rounds a near-tie
+    assert np.all(np.abs(probabilities[..., 1] - probabilities[..., 0])[disagree] < 1e-6)
+
+
+def test_onnx_interface_is_uint8_nhwc_with_dynamic_batch_and_opset_17(tiny_kvasir_export, fresh_images):
+    import onnx
+
+    from training.runtimes import OnnxRunner
+
+    model = onnx.load(tiny_kvasir_export["files"]["onnx"])
+    assert {op.domain: op.version for op in model.opset_import}[""] >= 17
+
+    def signature(values):
+        return {value.name: (value.type.tensor_type.elem_type,
+                             [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim])
+                for value in values}
+
+    assert signature(model.graph.input) == {"image": (onnx.TensorProto.UINT8, ["batch", 96, 96, 3])}
+    assert signature(model.graph.output) == {"probabilities": (onnx.TensorProto.FLOAT, ["batch", 96, 96, 2]),
+                                             "labels": (onnx.TensorProto.UINT8, ["batch", 96, 96])}
+    runner = OnnxRunner(tiny_kvasir_export["files"]["onnx"])
+    single, _ = runner(fresh_images[:1])
+    batched, _ = runner(fresh_images)
+    np.testing.assert_allclose(single[0], batched[0], atol=1e-6)
+
+
+def test_card_is_complete_and_describes_the_export(tiny_kvasir_export, tiny_kvasir_run):
+    card = load_card(tiny_kvasir_export["card"], verify_files=True)
+    assert card.name == "tiny" and card.task == "semantic-segmentation"
+    assert card.class_names == ["background", "polyp"] and card.ignore_index is None
+    assert card.input.name == "image" and card.input.dtype == "uint8" and card.input_size == (96, 96)
+    assert card.input.normalisation.formula == "x / 127.5 - 1"
+    assert card.outputs.probabilities.name == "probabilities" and card.outputs.labels.name == "labels"
+    assert card.architecture.backbone_options == {"alpha": 0.35}
+    assert card.training.pretrained is False and "from scratch" in card.training.note
+    assert card.training.recipe["crop_size"] == 64
+    for command in ("python -m training.train", "python -m training.evaluate", "training/export_model.py"):
+        assert command in card.training.reproduce
+    assert {kind: entry.model_dump() for kind, entry in card.export_parity.items()} == \
+        tiny_kvasir_export["export_parity"]
+    for role in ("tflite_fp32", "tflite_fp16"):
+        assert getattr(card.files, f"{role}_sha256") == sha256_file(tiny_kvasir_export["files"][role])
+    assert card.source_checkpoint.sha256 == sha256_file(tiny_kvasir_run / "best.weights.h5")
+    evaluation = json.loads((tiny_kvasir_run / "eval_val.json").read_text())
+    assert card.metrics is not None and card.metrics.images == 2
+    assert card.metrics.mean_iou == evaluation["mean_iou"] and card.metrics.dice == evaluation["dice"]
+    engines = tiny_kvasir_export["engines_dir"]
+    assert sorted(path.name for path in engines.iterdir()) == ["tiny.json", "tiny.onnx"]
+    assert load_card(engines / "tiny.json", verify_files=True).files.onnx_sha256 == card.files.onnx_sha256
+
+
+@pytest.fixture
+def card_copy(tiny_kvasir_export, tmp_path):
+    """A writable copy of the exported card and its ONNX file."""
+    for name in ("tiny.json", "tiny.onnx"):
+        shutil.copy2(tiny_kvasir_export["engines_dir"] / name, tmp_path / name)
+    return tmp_path / "tiny.json"
+
+
+def _edit(path: Path, change) -> None:
+    card = json.loads(path.read_text())
+    change(card)
+    path.write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda card: card["input"].pop("height"), "missing required field 'input.height'"),
+    (lambda card: card.pop("classes"), "missing required field 'classes'"),
+    (lambda card: card["outputs"].pop("labels"), "missing required field 'outputs.labels'"),
+    (lambda card: card["input"].update(dtype="float32"), "field 'input.dtype'"),
+    (lambda card: card["classes"][1].update(id=5), "classes[1].id is 5"),
+    (lambda card: card["classes"][0].update(color=[0, 0, 300]), "not RGB"),
+])
+def test_load_card_names_the_file_and_the_bad_field(card_copy, change, message):
+    _edit(card_copy, change)
+    with pytest.raises(ModelCardError) as error:
+        load_card(card_copy)
+    assert str(card_copy) in str(error.value) and message in str(error.value)
+
+
+def test_load_card_rejects_unreadable_files_and_a_changed_onnx(card_copy):
+    with pytest.raises(ModelCardError, match="model card not found"):
+        load_card(card_copy.with_name("absent.json"))
+    card_copy.with_suffix(".onnx").write_bytes(b"not the exported model")
+    with pytest.raises(ModelCardError, match="does not match files.onnx_sha256"):
+        load_card(card_copy, verify_files=True)
+    card_copy.write_text("{ not json")
+    with pytest.raises(ModelCardError, match="not a readable JSON model card"):
+        load_card(card_copy)
+
+
+def test_parity_check_fails_loudly_outside_tolerance():
+    probabilities = np.full((1, 4, 4, 2), 0.5, np.float32)
+    labels = np.zeros((1, 4, 4), np.uint8)
+    flipped = labels.copy()
+    flipped[0, 0, :2] = 1
+    result = parity.measure((probabilities, labels), (probabilities + 2e-4, flipped))
+    assert result.max_abs_prob_diff == pytest.approx(2e-4, rel=1e-3) and result.label_agreement == 14 / 16
+    with pytest.raises(parity.ParityError, match="onnx: max abs probability difference"):
+        parity.check("onnx", result)
+    with pytest.raises(parity.ParityError, match="tflite_fp16: label agreement 0.87500 is below 0.99"):
+        parity.check("tflite_fp16", result)
+
+
+def test_export_metrics_are_used_only_for_the_same_weights_and_size(tiny_kvasir_run, tmp_path):
+    from training.checkpoint import resolve_checkpoint
+    from training.export_model import matching_metrics
+
+    checkpoint = resolve_checkpoint(tiny_kvasir_run)
+    evaluation = json.loads((tiny_kvasir_run / "eval_val.json").read_text())
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96) == evaluation
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 512) is None
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**evaluation, "weights_sha256": "0" * 64}))
+    assert matching_metrics(other, checkpoint, 96) is None
+
+
+def test_cli_runs_as_a_script_and_as_a_module_and_names_a_missing_config(tmp_path):
+    for entry in (["training/export_model.py"], ["-m", "training.export_model"]):
+        shown = subprocess.run([sys.executable, *entry, "--help"], cwd=ROOT, capture_output=True, text=True)
+        assert shown.returncode == 0 and "--checkpoint_path" in shown.stdout, shown.stderr
+    (tmp_path / "best.weights.h5").write_bytes(b"")
+    failed = subprocess.run([sys.executable, "training/export_model.py", "--checkpoint_path", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert failed.returncode != 0 and f"{tmp_path / 'config.json'}: missing" in failed.stderr
