@@ -195,6 +195,7 @@ class Batcher:
             result = await loop.run_in_executor(self._executor, self.backend.infer, images, want_probabilities)
         except Exception as exc:  # noqa: BLE001 - every waiting request must hear about it
             self.consecutive_failures += 1
+            telemetry.INFERENCE_FAILURES.labels(model=self.model, backend=self.backend.name).inc()
             log.exception("inference failed for model %s (batch of %d)", self.model, len(batch))
             for pending in batch:
                 if not pending.future.done():

@@ -46,6 +46,10 @@ QUEUE_DEPTH = Gauge("seg_queue_depth", "Requests waiting in a model's queue.", [
 INFERENCE_DURATION = Histogram(
     "seg_inference_duration_seconds", "Backend time for one batch.", ["model", "backend"], buckets=LATENCY_BUCKETS
 )
+INFERENCE_FAILURES = Counter(
+    "seg_inference_failures", "Batches whose backend call raised (every request in them got a 500).",
+    ["model", "backend"],
+)
 BATCH_SIZE = Histogram(
     "seg_inference_batch_size", "Requests per inference batch.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64)
 )

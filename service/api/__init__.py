@@ -1,5 +1,5 @@
 """HTTP routes: thin adapters that parse, call one function and shape the response."""
 
-from service.api import metrics, models, probes, segment
+from service.api import demo, metrics, models, probes, segment
 
-ROUTERS = (segment.router, models.router, probes.router, metrics.router)
+ROUTERS = (segment.router, models.router, probes.router, metrics.router, demo.router)
