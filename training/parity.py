@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 # Tolerances per export kind: (max abs probability difference or None = not checked,
-# minimum label agreement). fp16 weights move probabilities by ~1e-3, so only labels are checked.
+# minimum label agreement). Graph-mode TF already differs from eager Keras by ~3e-5 on a trained
+# 512x512 model (fused kernels), so every fp32 export gets 1e-4; fp16 weights move probabilities
+# by ~1e-3, so only their labels are checked.
 TOLERANCES: dict[str, tuple[float | None, float]] = {
-    "saved_model": (1e-5, 0.999),
+    "saved_model": (1e-4, 0.999),
     "onnx": (1e-4, 0.999),
     "tflite_fp32": (1e-4, 0.999),
     "tflite_fp16": (None, 0.99),
