@@ -100,7 +100,11 @@ def export_command(args: argparse.Namespace) -> str:
     words += ["--onnx", "--opset", str(args.opset)] if args.onnx else []
     words += ["--tflite"] if args.tflite else []
     words += ["--name", args.name] if args.name else []
+    words += ["--description", args.description] if args.description else []
     words += ["--engines-dir", str(args.engines_dir)] if args.engines_dir else []
+    words += ["--metrics", str(args.metrics)] if args.metrics else []
+    if args.parity_images != DEFAULT_PARITY_IMAGES:
+        words += ["--parity-images", str(args.parity_images)]
     return shlex.join(words)
 
 
