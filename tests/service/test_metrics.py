@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import subprocess
 import time
 
 import httpx
 import pytest
+
+from tests.support.prometheus import sample
 
 from .conftest import free_port
 
@@ -18,17 +19,6 @@ EXPECTED_FAMILIES = (
     "seg_queue_wait_seconds", "seg_queue_depth", "seg_inference_duration_seconds", "seg_inference_batch_size",
     "seg_stage_duration_seconds", "seg_model_info",
 )
-
-
-def sample(metrics: str, name: str, **labels: str) -> float:
-    """The value of the one sample of `name` whose labels include `labels`."""
-    values = []
-    for line in metrics.splitlines():
-        match = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
-        if match and all(f'{key}="{value}"' in (match.group(1) or "") for key, value in labels.items()):
-            values.append(float(match.group(2)))
-    assert len(values) == 1, f"{name}{labels}: {values}"
-    return values[0]
 
 
 @pytest.fixture(scope="module")
