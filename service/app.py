@@ -76,9 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _load(state: ServiceState) -> None:
+    """Load every model, then start the CRF workers; a failure here is reported by /readyz, not raised."""
     await state.registry.load_all()
-    await state.crf_pool.warm_up()
-    log.info("ready: %s", ", ".join(name for name, e in state.registry.entries.items() if e.status == "ready"))
+    try:
+        await state.crf_pool.warm_up()
+    except Exception as exc:  # noqa: BLE001 - the service can say why it is not ready
+        log.exception("CRF workers failed to start")
+        state.startup_problem = f"CRF workers failed to start: {type(exc).__name__}: {exc}"
+    state.started = True
+    log.info("started: %s", ", ".join(f"{name} {e.status}" for name, e in state.registry.entries.items()))
 
 
 def _flip_readiness_on_sigterm(state: ServiceState):

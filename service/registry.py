@@ -71,6 +71,9 @@ class ModelRegistry:
                     card.name, path, status="failed", error=f"{path}: model name {card.name!r} is used by another card")
                 continue
             self.entries[card.name] = ModelEntry(card.name, path, card=card)
+        default = self.settings.default_model
+        if default is not None and default not in self.entries:
+            self.problem = f"default model {default!r} has no card in {models_dir}"
 
     async def load_all(self) -> None:
         """Load, warm up and start every discovered model, one at a time (engines compete for memory)."""

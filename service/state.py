@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from service.crf import CrfPool
 from service.registry import ModelRegistry
@@ -15,5 +14,14 @@ class ServiceState:
     settings: Settings
     registry: ModelRegistry
     crf_pool: CrfPool
+    started: bool = False  # every model tried and the CRF workers up
+    startup_problem: str | None = None  # a start-up failure that is no one model's
     draining: bool = False  # set on SIGTERM: /readyz answers 503 from then on
-    background: set[asyncio.Task] = field(default_factory=set)
+
+    @property
+    def problem(self) -> str | None:
+        return self.registry.problem or self.startup_problem
+
+    @property
+    def ready(self) -> bool:
+        return self.started and not self.draining and self.problem is None and self.registry.ready

@@ -29,11 +29,11 @@ async def readyz(request: Request) -> JSONResponse:
     models = {name: ModelReadiness(status=e.status, error=e.error) for name, e in registry.entries.items()}
     if state.draining:
         status = "draining"
-    elif registry.ready:
+    elif state.ready:
         status = "ready"
-    elif registry.problem or any(e.status == "failed" for e in registry.entries.values()):
+    elif state.problem or any(e.status == "failed" for e in registry.entries.values()):
         status = "failed"
     else:
         status = "loading"
-    body = Readiness(status=status, problem=registry.problem, models=models)
+    body = Readiness(status=status, problem=state.problem, models=models)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if status == "ready" else 503)

@@ -80,5 +80,6 @@ class Readiness(BaseModel):
          "models": {"camvid": {"status": "failed", "error": "CardError: camvid: ONNX file engines/camvid.onnx ..."}}},
     ]})
     status: Literal["ready", "loading", "failed", "draining"]
-    problem: str | None = Field(None, description="A failure that is not one model's (e.g. no models directory).")
+    problem: str | None = Field(
+        None, description="A failure that is not one model's (no models directory, CRF workers down).")
     models: dict[str, ModelReadiness]

@@ -55,7 +55,8 @@ _OK = {
 async def segment_image(
     request: Request,
     model: str | None = Query(None, description="Model name (default: see GET /v1/models).", examples=["polyp"]),
-    format: Literal["png", "rle"] = Query("png", description="png: indexed PNG; rle: COCO RLE JSON."),
+    output_format: Literal["png", "rle"] = Query(
+        "png", alias="format", description="png: indexed PNG; rle: COCO RLE JSON."),
     crf: bool = Query(False, description="Refine boundaries with a dense CRF (slower)."),
 ) -> Response:
     """Send the image as multipart field `image` or as the raw body with an `image/*` content type."""
@@ -64,7 +65,7 @@ async def segment_image(
     data = await read_image(request, state.settings.limits.max_body_bytes)
     timings = Timings(entry.name)
     result = await segment(
-        entry, data, output_format=format, refine=crf, crf_pool=state.crf_pool,
+        entry, data, output_format=output_format, refine=crf, crf_pool=state.crf_pool,
         max_image_pixels=state.settings.limits.max_image_pixels, timings=timings,
     )
     headers = {"X-Model": entry.name, "X-Backend": entry.backend.name, "Server-Timing": timings.server_timing()}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
 import threading
 import time
 
@@ -11,46 +13,69 @@ import httpx
 import pytest
 
 
-def post_image(url: str, data: bytes, results: list, **params) -> None:
-    try:
-        results.append(httpx.post(url + "/segment", params=params, content=data,
-                                  headers={"Content-Type": "image/png"}, timeout=120).status_code)
-    except httpx.HTTPError as exc:
-        results.append(repr(exc))
+class HeldUploads:
+    """Requests whose bodies stop halfway until `release()`: in flight, for sure, at any model speed."""
+
+    def __init__(self, url: str, data: bytes, count: int):
+        self.gate = threading.Event()
+        self.results: list = []
+        self.threads = [threading.Thread(target=self._post, args=(url, data)) for _ in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def _body(self, data: bytes):
+        yield data[: len(data) // 2]
+        self.gate.wait(timeout=120)
+        yield data[len(data) // 2 :]
+
+    def _post(self, url: str, data: bytes) -> None:
+        try:
+            response = httpx.post(url + "/segment", content=self._body(data), headers={"Content-Type": "image/png"},
+                                  timeout=120)
+            self.results.append(response.status_code)
+        except httpx.HTTPError as exc:
+            self.results.append(repr(exc))
+
+    def release(self) -> list:
+        self.gate.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+        return self.results
 
 
-def in_background(url: str, data: bytes, count: int, **params) -> tuple[list[threading.Thread], list]:
-    results: list = []
-    threads = [threading.Thread(target=post_image, args=(url, data, results), kwargs=params) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    return threads, results
+def wait_in_flight(server, count: int) -> None:
+    """Until the server is handling `count` requests (besides the metrics scrape that asks)."""
+    pattern = re.compile(r"^seg_http_requests_in_flight (\S+)$", re.MULTILINE)
+    server.wait_until(lambda response: float(pattern.search(response.text).group(1)) >= count + 1,
+                      path="/metrics", timeout_s=60)
 
 
 def test_sigterm_flips_readiness_serves_through_the_grace_then_drains_and_exits_0(service_factory, camvid_image):
-    server = service_factory(env={"SEG_DRAIN_GRACE_S": "3"})
+    server = service_factory(env={"SEG_DRAIN_GRACE_S": "2"})
     data = camvid_image.read_bytes()
-    threads, results = in_background(server.url, data, 4, crf="true")  # CRF: slow, queued behind each other
-    time.sleep(0.3)
-    server.process.send_signal(15)
+    uploads = HeldUploads(server.url, data, 3)
+    wait_in_flight(server, 3)
+    server.process.send_signal(signal.SIGTERM)
     draining = server.wait_until(lambda response: response.status_code == 503, timeout_s=2)
     assert draining.json()["status"] == "draining"
     late = httpx.post(server.url + "/segment", content=data, headers={"Content-Type": "image/png"}, timeout=60)
     assert late.status_code == 200  # still served during the grace period
-    for thread in threads:
-        thread.join(timeout=120)
-    assert results == [200] * 4
+    time.sleep(3)  # past the grace: uvicorn is draining, the held requests are still in flight
+    assert server.process.poll() is None
+    assert uploads.release() == [200] * 3
     assert server.process.wait(timeout=60) == 0
 
 
-def test_sigterm_finishes_in_flight_and_queued_requests(service_factory, camvid_image):
+def test_sigterm_finishes_in_flight_requests_and_exits_0(service_factory, camvid_image):
     server = service_factory()
-    threads, results = in_background(server.url, camvid_image.read_bytes(), 6, crf="true")
-    time.sleep(0.5)
-    assert server.terminate() == 0
-    for thread in threads:
-        thread.join(timeout=120)
-    assert results == [200] * 6, results
+    uploads = HeldUploads(server.url, camvid_image.read_bytes(), 4)
+    wait_in_flight(server, 4)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    with pytest.raises(httpx.TransportError):  # no new connections once draining
+        httpx.get(server.url + "/healthz", timeout=5)
+    assert uploads.release() == [200] * 4
+    assert server.process.wait(timeout=60) == 0
 
 
 def test_readiness_names_the_model_that_failed_and_why(service_factory, cards, tmp_path):
