@@ -30,6 +30,10 @@ test: install-dev
 bench: install-dev
 	$(VENV) -m benchmarks
 
+# Not part of `make test`: 10,000 requests against a real server; minutes on tiny models, up to an hour on 512x512 ones.
+soak: install-dev
+	SOAK_REQUESTS=$${SOAK_REQUESTS:-10000} $(VENV) -m pytest tests/reliability/test_soak.py -s $(PYTEST_ARGS)
+
 train-polyp: install-dev
 	$(VENV) -m training.train --config training/configs/polyp.toml
 
