@@ -1,0 +1,135 @@
+"""python -m benchmarks [--quick]: the service vs a raw ONNX Runtime loop vs a naive server, batching on vs off,
+RLE/PNG/CRF costs; prints the ratios and writes docs/benchmarks.md with plots."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmarks import codecs
+from benchmarks.load import run_load
+from benchmarks.machine import competing_processes, describe
+from benchmarks.processes import PROJECT_ROOT, start
+from benchmarks.raw import run_raw, session_for
+from benchmarks.report import Results, summary_text, write_markdown
+from service.registry import find_cards
+from training.datasets import data_root
+from training.letterbox import letterbox
+from training.model_card import ModelCard, load_card
+
+BATCHING_ON = {"SEG_BATCHING__MAX_BATCH_SIZE": "8", "SEG_BATCHING__MAX_DELAY_MS": "5"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Tiny counts to check the benchmark works (minutes).")
+    parser.add_argument("--models", type=Path, default=PROJECT_ROOT / "engines", help="Directory of model cards.")
+    parser.add_argument("--model", help="Model to benchmark (default: the one with the fewest classes).")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="Concurrency levels.")
+    parser.add_argument("--requests", type=int, default=48, help="Measured requests per level (at least 3 per client).")
+    parser.add_argument("--images", type=int, default=16, help="Kvasir-SEG validation images to cycle through.")
+    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md",
+                        help="Report path; plots go to the folder of the same name.")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clients, args.requests, args.images = [1, 8], 8, 4
+    return args
+
+
+def pick_model(models: Path, name: str | None) -> ModelCard:
+    cards = [load_card(path) for path in find_cards(models)]
+    if not cards:
+        sys.exit(f"no model cards in {models}; export a model first (see README)")
+    if name is None:
+        return min(cards, key=lambda card: (card.num_classes, card.name))
+    for card in cards:
+        if card.name == name:
+            return card
+    sys.exit(f"no model {name!r} in {models}; there are: {', '.join(card.name for card in cards)}")
+
+
+def kvasir_images(count: int) -> list[Path]:
+    root = data_root() / "kvasir-seg"
+    ids = (root / "splits" / "val.txt").read_text().split()[:count]
+    return [root / "images" / f"{sample_id}.jpg" for sample_id in ids]
+
+
+def label_maps() -> dict[str, np.ndarray]:
+    """Real label maps at the sizes the service encodes: a binary polyp mask, a CamVid annotation, and that
+    annotation at 512x512 and 1920x1080."""
+    root = data_root()
+    polyp_id = (root / "kvasir-seg" / "splits" / "val.txt").read_text().split()[0]
+    polyp = (np.asarray(Image.open(root / "kvasir-seg" / "masks" / f"{polyp_id}.png").convert("L")) > 127)
+    street = Image.open(sorted((root / "camvid" / "valannot").glob("*.png"))[0])
+    return {
+        "Kvasir mask": polyp.astype(np.uint8),
+        "CamVid annotation": np.asarray(street),
+        "CamVid at 512x512": np.asarray(street.resize((512, 512), Image.Resampling.NEAREST)),
+        "CamVid at 1920x1080": np.asarray(street.resize((1920, 1080), Image.Resampling.NEAREST)),
+    }
+
+
+def run_http(results: Results, name: str, module_args: list[str], ready_path: str, bodies: list[bytes],
+             args: argparse.Namespace, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    server = start(name, module_args, ready_path, log_dir, env)
+    try:
+        for clients in args.clients:
+            result = run_load(server.url, bodies, clients, max(args.requests, 3 * clients))
+            results.load.setdefault(name, {})[clients] = result
+            print(f"{name:>16} {clients:>3} clients: {result.throughput:6.2f} img/s, p50 {result.percentile_ms(50):7.0f}"
+                  f" ms, p95 {result.percentile_ms(95):7.0f} ms, statuses {result.statuses}", flush=True)
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    card = pick_model(args.models, args.model)
+    paths = kvasir_images(args.images)
+    bodies = [path.read_bytes() for path in paths]
+    canvases = [letterbox(np.asarray(Image.open(path).convert("RGB")), card.input_size)[0] for path in paths]
+    command = "python -m benchmarks" + (" --quick" if args.quick else "")
+    results = Results(card.name, card.input_size, len(paths), describe(), command)
+    started = time.monotonic()
+    print(f"benchmarking {card.name} ({card.input.width}x{card.input.height}) on {results.machine['CPU']}", flush=True)
+
+    session = session_for(card)
+    for clients in args.clients:
+        result = run_raw(session, card, canvases, clients, max(args.requests, 3 * clients))
+        results.load.setdefault("raw", {})[clients] = result
+        print(f"{'raw':>16} {clients:>3} clients: {result.throughput:6.2f} img/s, p50 {result.percentile_ms(50):7.0f} ms, "
+              f"p95 {result.percentile_ms(95):7.0f} ms", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as log_dir:
+        service_args = ["service", "--models", str(args.models), "--backend", "onnx-cpu", "--log-level", "warning"]
+        run_http(results, "service", service_args, "/readyz", bodies, args, Path(log_dir))
+        run_http(results, "service-batched", service_args, "/readyz", bodies, args, Path(log_dir), BATCHING_ON)
+        run_http(results, "naive", ["benchmarks.naive_server", "--card", str(card.path)], "/ready", bodies, args,
+                 Path(log_dir))
+
+    repeat = 3 if args.quick else 7
+    maps = label_maps()
+    results.rle = codecs.rle_comparison(maps, repeat)
+    palette = [(37 * i % 256, 91 * i % 256, 151 * i % 256) for i in range(256)]
+    results.png = codecs.png_costs(maps, palette, repeat)
+    results.crf = codecs.crf_vs_inference(session, card, np.asarray(Image.open(paths[0]).convert("RGB")), repeat)
+
+    if competing := competing_processes():
+        results.notes.append(f"{len(competing)} training process(es) were still running at the end of this run and "
+                             "shared the CPU cores with it: absolute numbers are lower than on an idle machine; the "
+                             "ratios compare runs made under the same contention, one after another.")
+    results.notes.append(f"The whole run took {time.monotonic() - started:.0f} s.")
+    write_markdown(results, args.output)
+    print(summary_text(results))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

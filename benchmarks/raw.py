@@ -1,0 +1,57 @@
+"""The baseline: a raw ONNX Runtime `session.run` loop over the same images (already decoded and letterboxed),
+from `clients` threads sharing one session with the service's session options, fetching only the labels."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from benchmarks.load import LoadResult
+from training.model_card import ModelCard
+
+
+def session_for(card: ModelCard) -> ort.InferenceSession:
+    """The same options the service's ONNX CPU backend uses by default."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 0
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(card.onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def run_raw(session: ort.InferenceSession, card: ModelCard, canvases: list[np.ndarray], clients: int,
+            requests: int) -> LoadResult:
+    """`requests` batch-1 runs spread over `clients` threads (ORT releases the GIL while it runs)."""
+    feeds = [{card.input.name: canvas[None]} for canvas in canvases]
+    outputs = [card.outputs.labels.name]
+    for feed in feeds[:clients]:  # warm-up, unmeasured
+        session.run(outputs, feed)
+    lock = threading.Lock()
+    next_index = 0
+    latencies: list[float] = []
+
+    def worker() -> None:
+        nonlocal next_index
+        while True:
+            with lock:
+                if next_index >= requests:
+                    return
+                index, next_index = next_index, next_index + 1
+            started = time.perf_counter()
+            session.run(outputs, feeds[index % len(feeds)])
+            latency = time.perf_counter() - started
+            with lock:
+                latencies.append(latency)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(clients, requests, time.perf_counter() - started, tuple(latencies), {200: len(latencies)})

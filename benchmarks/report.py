@@ -1,0 +1,200 @@
+"""docs/benchmarks.md and its plots from one run's results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+
+from benchmarks.codecs import Timing  # noqa: E402
+from benchmarks.load import LoadResult  # noqa: E402
+
+
+@dataclass
+class Results:
+    model: str
+    input_size: tuple[int, int]
+    images: int
+    machine: dict[str, str]
+    command: str
+    load: dict[str, dict[int, LoadResult]] = field(default_factory=dict)  # system -> clients -> result
+    rle: list = field(default_factory=list)
+    png: list = field(default_factory=list)
+    crf: list[Timing] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def ratio(self, system: str, baseline: str, clients: int) -> float | None:
+        if clients not in self.load.get(system, {}) or clients not in self.load.get(baseline, {}):
+            return None
+        return self.load[system][clients].throughput / self.load[baseline][clients].throughput
+
+
+SYSTEMS = {  # key -> label, in plotting order
+    "raw": "raw ONNX Runtime session.run loop",
+    "service": "service (CPU defaults: batching off)",
+    "service-batched": "service, dynamic batching on (max 8, 5 ms)",
+    "naive": "naive FastAPI reference server",
+}
+RATIOS = (("service", "raw", "service / raw ORT"), ("service-batched", "service", "batching on / off"),
+          ("service", "naive", "service / naive server"))
+
+
+def ratio_rows(results: Results) -> list[tuple[str, list[str]]]:
+    levels = sorted({clients for runs in results.load.values() for clients in runs})
+    rows = []
+    for system, baseline, label in RATIOS:
+        values = [results.ratio(system, baseline, clients) for clients in levels]
+        rows.append((label, [f"{value:.2f}x" if value is not None else "n/a" for value in values]))
+    return rows
+
+
+def summary_text(results: Results) -> str:
+    """The side-by-side ratios, as printed at the end of a run."""
+    levels = sorted({clients for runs in results.load.values() for clients in runs})
+    lines = [f"Throughput ratios ({results.model}, {results.input_size[1]}x{results.input_size[0]}); clients: "
+             + ", ".join(map(str, levels))]
+    for label, values in ratio_rows(results):
+        lines.append(f"  {label:<24} " + "  ".join(f"{value:>7}" for value in values))
+    for name, ours, coco, _ in results.rle:
+        lines.append(f"  RLE {name:<26} ours {ours.seconds * 1e3:7.2f} ms vs pycocotools {coco.seconds * 1e3:7.2f} ms"
+                     f" ({coco.seconds / ours.seconds:.1f}x faster)")
+    if results.crf:
+        inference, _, crf = results.crf
+        lines.append(f"  CRF / inference at {crf.detail}: {crf.seconds / inference.seconds:.2f}x")
+    return "\n".join(lines)
+
+
+def _plot_load(results: Results, directory: Path) -> list[str]:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for system, label in SYSTEMS.items():
+        runs = results.load.get(system)
+        if not runs:
+            continue
+        levels = sorted(runs)
+        left.plot(levels, [runs[c].throughput for c in levels], marker="o", label=label)
+        right.plot(levels, [runs[c].percentile_ms(50) for c in levels], marker="o", label=f"{label} p50")
+        right.plot(levels, [runs[c].percentile_ms(95) for c in levels], marker="x", linestyle="--",
+                   color=right.lines[-1].get_color(), label=f"{label} p95")
+    left.set(xscale="log", xlabel="concurrent clients", ylabel="images / s", title="Throughput")
+    right.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="latency (ms)",
+              title="Latency p50 (solid) and p95 (dashed)")
+    for axis in (left, right):
+        axis.set_xticks(sorted({c for runs in results.load.values() for c in runs}))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.grid(alpha=0.3)
+    right.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    left.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(directory / "load.png", dpi=110)
+    plt.close(figure)
+    return ["load.png"]
+
+
+def _plot_costs(results: Results, directory: Path) -> list[str]:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [name for name, *_ in results.rle]
+    positions = range(len(names))
+    width = 0.27
+    for offset, index, label in ((-width, 1, "ours"), (0, 2, "pycocotools (masks + encode)"),
+                                 (width, 3, "pycocotools (encode only)")):
+        left.bar([p + offset for p in positions], [row[index].seconds * 1e3 for row in results.rle], width,
+                 label=label)
+    left.set_xticks(list(positions), names, rotation=15, fontsize=8)
+    left.set(ylabel="ms per label map", title="COCO RLE encoding", yscale="log")
+    left.legend(fontsize=8)
+    if results.crf:
+        labels = [timing.name for timing in results.crf]
+        right.barh(labels, [timing.seconds * 1e3 for timing in results.crf])
+        right.set(xlabel="ms", title=f"CRF vs inference at {results.crf[0].detail}")
+    for axis in (left, right):
+        axis.grid(alpha=0.3, axis="y" if axis is left else "x")
+    figure.tight_layout()
+    figure.savefig(directory / "costs.png", dpi=110)
+    plt.close(figure)
+    return ["costs.png"]
+
+
+def write_markdown(results: Results, path: Path) -> None:
+    """The report at `path`, plots in the folder named after it (docs/benchmarks/)."""
+    plots = path.parent / path.stem
+    plots.mkdir(parents=True, exist_ok=True)
+    load_plot, = _plot_load(results, plots)
+    cost_plot, = _plot_costs(results, plots)
+    levels = sorted({clients for runs in results.load.values() for clients in runs})
+    out = [
+        "# Benchmarks",
+        "",
+        f"Written by `{results.command}` (`make bench`); every number below comes from that one run, measured side by "
+        "side on the same machine, model and images. Load is closed-loop from clients on the same host "
+        "(127.0.0.1), so the client's own CPU use competes with the server's.",
+        "",
+        "## Machine",
+        "",
+        *[f"- **{key}**: {value}" for key, value in results.machine.items()],
+        "",
+        *([f"> {note}", ""] if (note := " ".join(results.notes)) else []),
+        "## Set-up",
+        "",
+        f"- Model `{results.model}` at {results.input_size[1]}x{results.input_size[0]} (ONNX, CPU execution provider, "
+        "the service's session options: all cores intra-op, sequential).",
+        f"- Images: the first {results.images} Kvasir-SEG validation JPEGs, cycled; the service and the naive server "
+        "get the JPEG bytes (decode, letterbox, infer, map back, encode a PNG per request); the raw loop gets the "
+        "same images already decoded and letterboxed and runs `session.run` on them (labels only).",
+        "- Raw at N clients: N threads sharing one session. Service: `python -m service --backend onnx-cpu`, "
+        "default settings (CPU: batch 1, no delay); batching on: `SEG_BATCHING__MAX_BATCH_SIZE=8`, "
+        "`SEG_BATCHING__MAX_DELAY_MS=5`. Naive: `benchmarks/naive_server.py`, one blocking FastAPI endpoint.",
+        "",
+        "## Throughput ratios",
+        "",
+        "| ratio (throughput) | " + " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in levels) + " |",
+        "|---|" + "---|" * len(levels),
+        *[f"| {label} | " + " | ".join(values) + " |" for label, values in ratio_rows(results)],
+        "",
+        f"![throughput and latency]({plots.name}/{load_plot})",
+        "",
+        "## Throughput and latency",
+        "",
+        "| system | clients | requests | images/s | p50 ms | p95 ms | statuses |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for system, label in SYSTEMS.items():
+        for clients, run in sorted(results.load.get(system, {}).items()):
+            statuses = ", ".join(f"{status}: {count}" for status, count in sorted(run.statuses.items()))
+            out.append(f"| {label} | {clients} | {run.requests} | {run.throughput:.2f} | {run.percentile_ms(50):.0f} | "
+                       f"{run.percentile_ms(95):.0f} | {statuses} |")
+    out += [
+        "",
+        "## Per-request costs outside the model",
+        "",
+        f"![RLE, CRF and inference costs]({plots.name}/{cost_plot})",
+        "",
+        "### COCO RLE: `service.encoding.encode_rle` vs `pycocotools.mask.encode`",
+        "",
+        "Same label map, byte-identical output (checked in the run). pycocotools encodes binary masks, so a caller "
+        "with a label map first builds one mask per class: both columns are shown.",
+        "",
+        "| label map | size | ours ms | pycocotools (masks + encode) ms | pycocotools (encode only) ms | speed-up |",
+        "|---|---|---|---|---|---|",
+        *[f"| {name} | {ours.detail} | {ours.seconds * 1e3:.2f} | {coco.seconds * 1e3:.2f} | "
+          f"{encode.seconds * 1e3:.2f} | {coco.seconds / ours.seconds:.1f}x |"
+          for name, ours, coco, encode in results.rle],
+        "",
+        "### Indexed PNG encoding",
+        "",
+        "| label map | encoder | ms | bytes |",
+        "|---|---|---|---|",
+        *[f"| {name} | {encoder} | {seconds * 1e3:.2f} | {size} |" for name, encoder, seconds, size in results.png],
+        "",
+        "### Dense CRF vs inference",
+        "",
+        "| step | size | ms |",
+        "|---|---|---|",
+        *[f"| {timing.name} | {timing.detail} | {timing.seconds * 1e3:.1f} |" for timing in results.crf],
+        "",
+    ]
+    path.write_text("\n".join(out))
