@@ -27,7 +27,7 @@ def prepare_multiprocess_metrics() -> None:
 def main() -> None:
     settings = Settings(_cli_parse_args=True)
     os.environ.update(settings.to_env())  # worker processes rebuild the same settings from here
-    if settings.workers > 1:
+    if settings.workers > 1 or os.environ.get(MULTIPROC_ENV):
         prepare_multiprocess_metrics()
     # uvicorn re-raises SIGTERM once it has shut down gracefully; that is a clean exit here.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

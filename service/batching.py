@@ -204,7 +204,8 @@ class Batcher:
             return
         infer_s = time.perf_counter() - started
         self.consecutive_failures = 0
-        self._seconds_per_batch = infer_s if self._seconds_per_batch == 0 else 0.8 * self._seconds_per_batch + 0.2 * infer_s
+        previous = self._seconds_per_batch
+        self._seconds_per_batch = infer_s if previous == 0 else 0.8 * previous + 0.2 * infer_s
         telemetry.INFERENCE_DURATION.labels(model=self.model, backend=self.backend.name).observe(infer_s)
         telemetry.BATCH_SIZE.labels(model=self.model).observe(len(batch))
         for index, pending in enumerate(batch):

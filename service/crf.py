@@ -57,7 +57,8 @@ class CrfPool:
         """Refine off the event loop; 503 when more than max_pending refinements are waiting."""
         if self._pending >= self.params.max_pending:
             raise ServiceError(
-                503, "crf_busy", f"{self._pending} CRF refinements are already waiting (limit {self.params.max_pending})",
+                503, "crf_busy",
+                f"{self._pending} CRF refinements are already waiting (limit {self.params.max_pending})",
                 {"Retry-After": "1"},
             )
         self._pending += 1

@@ -112,8 +112,10 @@ class ModelRegistry:
 
     def get(self, name: str | None) -> ModelEntry:
         """The ready model called `name` (or the default): 404 if unknown, 503 if not (yet) usable."""
+        if not self.entries:
+            raise ServiceError(503, "no_models", self.problem or "no models are configured")
         name = name or self.default_name()
-        entry = self.entries.get(name) if name is not None else None
+        entry = self.entries.get(name)
         if entry is None:
             known = ", ".join(sorted(self.entries)) or "none"
             raise ServiceError(404, "model_not_found", f"no model named {name!r}; models: {known}")
@@ -152,6 +154,7 @@ def warm_up(backend: Backend, card: ModelCard, batch_size: int) -> None:
         raise ValueError(f"{card.name}: warm-up labels have shape {result.labels.shape}, expected {expected}")
     if result.probabilities.shape != (*expected, card.num_classes):
         raise ValueError(
-            f"{card.name}: the model outputs {result.probabilities.shape[-1]} classes, the card lists {card.num_classes}"
+            f"{card.name}: the model outputs {result.probabilities.shape[-1]} classes, "
+            f"the card lists {card.num_classes}"
         )
     backend.infer(images, want_probabilities=False)

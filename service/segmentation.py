@@ -19,7 +19,7 @@ from service.encoding import encode_png, encode_rle
 from service.imaging import crop_to_image, decode_image, restore_labels
 from service.registry import ModelEntry
 from service.telemetry import Timings
-from training.letterbox import Placement, letterbox
+from training.letterbox import letterbox
 from training.model_card import ModelCard
 
 OutputFormat = Literal["png", "rle"]
@@ -60,7 +60,9 @@ async def segment(
         return await asyncio.to_thread(_encode, labels, image.shape[:2], card, output_format)
 
 
-def _encode(labels: np.ndarray, size: tuple[int, int], card: ModelCard, output_format: OutputFormat) -> SegmentationResult:
+def _encode(
+    labels: np.ndarray, size: tuple[int, int], card: ModelCard, output_format: OutputFormat
+) -> SegmentationResult:
     """Map the image's labels back to `size` (height, width), then PNG or RLE."""
     mask = restore_labels(labels, size)
     if output_format == "png":

@@ -60,9 +60,8 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(413, "payload_too_large",
-                                      f"request body of {int(declared)} bytes exceeds the limit of {self.max_bytes} bytes",
-                                      {"Connection": "close"})
+            message = f"request body of {int(declared)} bytes exceeds the limit of {self.max_bytes} bytes"
+            response = error_response(413, "payload_too_large", message, {"Connection": "close"})
             await response(scope, receive, send)
             return
         received = 0

@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime as ort
 
 from service.backends.base import Backend, InferenceResult
-from training.model_card import ModelCard
 from service.settings import OnnxSettings
+from training.model_card import ModelCard
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"

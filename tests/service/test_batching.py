@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.backends import Backend, InferenceResult
-from service.batching import BatchPolicy, Batcher, policy_for
+from service.batching import Batcher, BatchPolicy, policy_for
 from service.errors import ServiceError
 from service.settings import BatchingSettings
 
