@@ -17,6 +17,7 @@ from tests.support.fixtures import (  # noqa: F401 - fixtures
     models_dir,
     segmentation_model,
     service,
+    service_factory,
 )
 from tests.support.service import PROJECT_ROOT
 

@@ -44,13 +44,17 @@ def wait_for_state(browser, *states: str, timeout_s: float = RESULT_TIMEOUT_S) -
     return browser.find_element("tag name", "body").get_attribute("data-state")
 
 
-def open_page(browser, service, model: str) -> None:
+def choose_model(browser, model: str) -> None:
     from selenium.webdriver.support.ui import Select
 
-    browser.get(service.url + "/")
-    wait_for_state(browser, "idle", "error")
     Select(browser.find_element("id", "model-select")).select_by_value(model)
     wait_for_state(browser, "idle", "error")
+
+
+def open_page(browser, service, model: str) -> None:
+    browser.get(service.url + "/")
+    wait_for_state(browser, "idle", "error")
+    choose_model(browser, model)
 
 
 def displayed_size(path: Path) -> tuple[int, int]:
@@ -169,3 +173,19 @@ def test_an_api_error_is_shown_not_swallowed(browser, service, segmentation_mode
     browser.find_element("id", "file-input").send_keys(str(not_an_image))
     assert wait_for_state(browser, "ready", "error") == "error"
     assert "415 unsupported_media_type" in browser.find_element("id", "status").text
+
+
+def test_with_an_api_key_the_page_asks_for_it_and_then_works(browser, service_factory, segmentation_model,
+                                                             kvasir_images):
+    key = "demo-key"
+    server = service_factory(env={"SEG_AUTH__API_KEY": key})
+    browser.get(server.url + "/")
+    assert wait_for_state(browser, "error") == "error"
+    assert "401 unauthorized" in browser.find_element("id", "status").text
+    key_field = browser.find_element("id", "api-key")
+    key_field.send_keys(key)
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'));", key_field)
+    assert wait_for_state(browser, "idle", "error") == "idle", browser.find_element("id", "status").text
+    choose_model(browser, segmentation_model.name)
+    browser.find_element("id", "file-input").send_keys(str(kvasir_images[0]))
+    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element("id", "status").text
