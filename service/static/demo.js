@@ -126,7 +126,9 @@ function drawOverlay(ids, width, height, classes) {
   ui.overlay.height = height;
   const context = ui.overlay.getContext("2d");
   const pixels = context.createImageData(width, height);
-  for (let i = 0; i < ids.length; i++) pixels.data.set(colours.subarray(ids[i] * 4, ids[i] * 4 + 4), i * 4);
+  const rgba = new Uint32Array(colours.buffer); // one RGBA pixel per element, same byte order as the canvas
+  const out = new Uint32Array(pixels.data.buffer);
+  for (let i = 0; i < ids.length; i++) out[i] = rgba[ids[i]];
   context.putImageData(pixels, 0, 0);
   ui.overlay.dataset.width = String(width);
   ui.overlay.dataset.height = String(height);
