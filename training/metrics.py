@@ -1,17 +1,14 @@
-"""Segmentation metrics: one confusion matrix, and every score derived from it.
+"""Segmentation scores: one confusion matrix, and every score derived from it.
 
-``confusion_matrix``/``summarize`` are plain NumPy, for evaluation at the original resolution.
-``ConfusionMatrixMetric`` and its subclasses accumulate the same matrix inside ``model.fit`` from
-one-hot labels (all-zero rows = ignored) and logits, with ``keras.ops`` so any backend runs them.
+Plain NumPy, so evaluating an exported ONNX file needs no TensorFlow; the streaming versions used
+inside ``model.fit`` are in ``training.fit_metrics``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import keras
 import numpy as np
-from keras import ops
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
@@ -57,60 +54,3 @@ def summarize(confusion: np.ndarray, class_names: Sequence[str]) -> dict:
         "pixel_accuracy": float(true_positive.sum() / max(confusion.sum(), 1)),
         "confusion_matrix": confusion.astype(np.int64).tolist(),
     }
-
-
-class ConfusionMatrixMetric(keras.metrics.Metric):
-    """Accumulates the confusion matrix over batches; subclasses read a score off it."""
-
-    def __init__(self, num_classes: int, name: str, **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.num_classes = num_classes
-        self.confusion = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
-                                           dtype="float32", name="confusion")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        valid = ops.reshape(ops.sum(ops.cast(y_true, "float32"), axis=-1), (-1,))
-        truth = ops.reshape(ops.argmax(y_true, axis=-1), (-1,))
-        predicted = ops.reshape(ops.argmax(y_pred, axis=-1), (-1,))
-        index = ops.cast(truth * self.num_classes + predicted, "int32")
-        counts = ops.bincount(index, weights=valid, minlength=self.num_classes * self.num_classes)
-        counts = ops.reshape(ops.cast(counts, "float32")[: self.num_classes * self.num_classes],
-                             (self.num_classes, self.num_classes))
-        self.confusion.assign_add(counts)
-
-    def reset_state(self):
-        self.confusion.assign(ops.zeros_like(self.confusion))
-
-    def _iou_and_dice(self):
-        true_positive = ops.diagonal(self.confusion)
-        truth, predicted = ops.sum(self.confusion, axis=1), ops.sum(self.confusion, axis=0)
-        present = ops.cast(truth + predicted > 0, "float32")
-        iou = true_positive / ops.maximum(truth + predicted - true_positive, 1.0)
-        dice = 2.0 * true_positive / ops.maximum(truth + predicted, 1.0)
-        return iou, dice, present
-
-    def get_config(self):
-        return {"num_classes": self.num_classes, "name": self.name}
-
-
-class MeanIoU(ConfusionMatrixMetric):
-    """Mean IoU over the classes present in truth or prediction."""
-
-    def __init__(self, num_classes: int, name: str = "miou", **kwargs):
-        super().__init__(num_classes, name=name, **kwargs)
-
-    def result(self):
-        iou, _, present = self._iou_and_dice()
-        return ops.sum(iou * present) / ops.maximum(ops.sum(present), 1.0)
-
-
-class ForegroundDice(ConfusionMatrixMetric):
-    """Mean Dice over the non-background classes (class 0 is background)."""
-
-    def __init__(self, num_classes: int, name: str = "dice", **kwargs):
-        super().__init__(num_classes, name=name, **kwargs)
-
-    def result(self):
-        _, dice, present = self._iou_and_dice()
-        dice, present = dice[1:], present[1:]
-        return ops.sum(dice * present) / ops.maximum(ops.sum(present), 1.0)

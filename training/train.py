@@ -26,30 +26,11 @@ import numpy as np  # noqa: E402
 from training.config import TrainConfig, parse_args  # noqa: E402
 from training.datasets import class_pixel_counts, get_dataset, make_pipeline  # noqa: E402
 from training.datasets.augment import AugmentConfig  # noqa: E402
+from training.distribute import make_strategy, patch_keras_for_multiworker, worker_role  # noqa: E402
 from training.losses import class_weights_from_counts, make_loss  # noqa: E402
-from training.metrics import ForegroundDice, MeanIoU  # noqa: E402
+from training.fit_metrics import ForegroundDice, MeanIoU  # noqa: E402
 from training.model import build_deeplab  # noqa: E402
 from training.schedule import WarmupCosine  # noqa: E402
-
-
-def make_strategy(name: str):
-    """The tf.distribute strategy for ``name``; ``multiworker`` reads the cluster from TF_CONFIG."""
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise SystemExit("--strategy multiworker needs TF_CONFIG describing the cluster")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def worker_role() -> tuple[int, bool]:
-    """(task index, is chief) from TF_CONFIG; a single process is worker 0 and chief."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    index = int(task.get("index", 0))
-    return index, task.get("type", "worker") == "chief" or (task.get("type", "worker") == "worker" and index == 0)
 
 
 class RunState(keras.callbacks.Callback):
@@ -152,6 +133,8 @@ def train(config: TrainConfig) -> dict:
             loss=make_loss(config.loss, info.get("class_weights")),
             metrics=[MeanIoU(info["num_classes"]), ForegroundDice(info["num_classes"])],
         )
+    if config.strategy == "multiworker":
+        patch_keras_for_multiworker(model, strategy)
 
     initial_epoch = 0
     state_path = run_dir / "state.json"
@@ -164,7 +147,11 @@ def train(config: TrainConfig) -> dict:
         print(f"{run_dir} already trained for {initial_epoch} epochs", flush=True)
         return {"epochs_done": initial_epoch}
 
-    monitor = config.monitor or ("val_dice" if info["num_classes"] == 2 else "val_miou")
+    # Keras 3.15's evaluate() deadlocks in its collectives under MultiWorkerMirroredStrategy, so
+    # multi-worker runs validate afterwards (python -m training.evaluate) and keep the best
+    # checkpoint by the training score.
+    validate = config.strategy != "multiworker"
+    monitor = config.monitor or ("val_" if validate else "") + ("dice" if info["num_classes"] == 2 else "miou")
     write_dir = run_dir if is_chief else Path(tempfile.mkdtemp())
     callbacks = [
         keras.callbacks.ModelCheckpoint(write_dir / "best.weights.h5", monitor=monitor, mode="max",
@@ -175,7 +162,8 @@ def train(config: TrainConfig) -> dict:
     ]
     history = model.fit(
         train_data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-        validation_data=val_data, validation_steps=validation_steps, callbacks=callbacks,
+        validation_data=val_data if validate else None, validation_steps=validation_steps if validate else None,
+        callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
     summary = {

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from training.metrics import ForegroundDice, MeanIoU, confusion_matrix, summarize
+from training.fit_metrics import ForegroundDice, MeanIoU
+from training.metrics import confusion_matrix, summarize
 
 TRUTH = np.array([[0, 0, 1, 1],
                   [0, 0, 1, 1],
