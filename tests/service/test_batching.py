@@ -84,19 +84,17 @@ def test_without_delay_a_lone_request_runs_at_once_and_queued_ones_batch_behind_
     async def scenario():
         backend = TimedBackend(seconds=0.1)
         batcher = await started(backend)
-        start = time.perf_counter()
         first = asyncio.create_task(batcher.submit(image(1), want_probabilities=False))
         await asyncio.sleep(0.02)  # the first batch is running now
         rest = [asyncio.create_task(batcher.submit(image(v), want_probabilities=False)) for v in range(3)]
         first_output = await first
-        first_latency = time.perf_counter() - start
         await asyncio.gather(*rest)
         await batcher.close()
-        return backend, first_output, first_latency
+        return backend, first_output
 
-    backend, first_output, first_latency = asyncio.run(scenario())
+    backend, first_output = asyncio.run(scenario())
     assert backend.batch_sizes == [1, 3]
-    assert first_output.queue_s < 0.02 and first_latency < 0.2
+    assert first_output.queue_s < 0.02  # it did not wait for company
 
 
 def test_delay_lets_a_batch_fill():

@@ -50,8 +50,9 @@ def wait_in_flight(server, count: int) -> None:
                       path="/metrics", timeout_s=60)
 
 
-def test_sigterm_flips_readiness_serves_through_the_grace_then_drains_and_exits_0(service_factory, camvid_image):
-    server = service_factory(env={"SEG_DRAIN_GRACE_S": "2"})
+def test_sigterm_flips_readiness_serves_through_the_grace_then_drains_and_exits_0(
+        service_factory, one_model_dir, camvid_image):
+    server = service_factory(env={"SEG_DRAIN_GRACE_S": "2"}, models=one_model_dir)
     data = camvid_image.read_bytes()
     uploads = HeldUploads(server.url, data, 3)
     wait_in_flight(server, 3)
@@ -66,8 +67,8 @@ def test_sigterm_flips_readiness_serves_through_the_grace_then_drains_and_exits_
     assert server.process.wait(timeout=60) == 0
 
 
-def test_sigterm_finishes_in_flight_requests_and_exits_0(service_factory, camvid_image):
-    server = service_factory()
+def test_sigterm_finishes_in_flight_requests_and_exits_0(service_factory, one_model_dir, camvid_image):
+    server = service_factory(models=one_model_dir)
     uploads = HeldUploads(server.url, camvid_image.read_bytes(), 4)
     wait_in_flight(server, 4)
     server.process.send_signal(signal.SIGTERM)
@@ -105,16 +106,9 @@ def test_readiness_names_the_model_that_failed_and_why(service_factory, cards, t
         assert client.get("/v1/models/broken").json()["status"] == "failed"
 
 
-def test_missing_models_directory_is_reported_not_crashed(service_factory, tmp_path):
-    server = service_factory(models=tmp_path / "nowhere", wait_ready=False)
-    readiness = server.wait_until(lambda response: response.status_code == 503)
-    assert "does not exist" in readiness.json()["problem"]
-    assert httpx.get(server.url + "/healthz").status_code == 200
-
-
 @pytest.fixture
-def keyed(service_factory):
-    return service_factory(env={"SEG_AUTH__API_KEY": "k3y", "SEG_AUTH__OPEN_METRICS": "false"})
+def keyed(service_factory, one_model_dir):
+    return service_factory(env={"SEG_AUTH__API_KEY": "k3y", "SEG_AUTH__OPEN_METRICS": "false"}, models=one_model_dir)
 
 
 def test_api_key_guards_the_api_and_optionally_metrics(keyed, camvid_image):

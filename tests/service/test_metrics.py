@@ -106,15 +106,16 @@ def test_a_real_prometheus_scrapes_the_latency_histogram(scraped, tmp_path):
         log.close()
 
 
-def test_two_workers_report_merged_counts(service_factory, camvid_image, cards, tmp_path):
+def test_two_workers_report_merged_counts(service_factory, one_model_dir, camvid_image, segmentation_model, tmp_path):
     metrics_dir = tmp_path / "multiproc"
-    server = service_factory(args=["--workers", "2"], env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-    requests = 12
+    server = service_factory(args=["--workers", "2"], env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+                             models=one_model_dir)
+    requests = 8
     responses = asyncio.run(concurrent_segments(server.url, camvid_image.read_bytes(), requests))
     assert [response.status_code for response in responses] == [200] * requests
     writers = {path.stem.rsplit("_", 1)[-1] for path in metrics_dir.glob("histogram_*.db")}
     assert len(writers) == 2, f"expected samples from both workers, got files for pids {writers}"
-    default = sorted(cards)[0]
+    default = segmentation_model.name
     for _ in range(4):  # whichever worker answers the scrape reports both workers' requests
         text = httpx.get(server.url + "/metrics", timeout=30).text
         assert sample(text, "seg_http_requests_total", route="/segment", method="POST", status="200") == requests

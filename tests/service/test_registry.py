@@ -1,0 +1,67 @@
+"""Card discovery: what the registry reports before any engine loads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from service.errors import ServiceError
+from service.registry import ModelRegistry, find_cards
+from service.settings import Settings
+
+
+def discovered(models, **settings) -> ModelRegistry:
+    registry = ModelRegistry(Settings(models=models, **settings))
+    registry.discover()
+    return registry
+
+
+def test_a_missing_models_directory_is_a_problem_not_a_crash(tmp_path):
+    registry = discovered(tmp_path / "nowhere")
+    assert "does not exist" in registry.problem and not registry.ready
+    with pytest.raises(ServiceError) as refused:
+        registry.get(None)
+    assert refused.value.status == 503 and refused.value.code == "no_models"
+
+
+def test_an_empty_models_directory_says_so(tmp_path):
+    assert "no model cards" in discovered(tmp_path).problem
+
+
+def test_cards_are_found_by_name_and_plan_sidecars_are_not_cards(segmentation_model, tmp_path):
+    shutil.copy2(segmentation_model.path, tmp_path / "b.json")
+    (tmp_path / "a.plan.json").write_text("{}")
+    (tmp_path / "c.json").write_text("{}")
+    assert [path.name for path in find_cards(tmp_path)] == ["b.json", "c.json"]
+    registry = discovered(tmp_path)
+    assert registry.entries[segmentation_model.name].status == "loading"
+    assert registry.entries["c"].status == "failed" and "c.json" in registry.entries["c"].error
+
+
+def test_two_cards_with_one_name_fail_the_second(segmentation_model, tmp_path):
+    for name in ("first.json", "second.json"):
+        shutil.copy2(segmentation_model.path, tmp_path / name)
+    registry = discovered(tmp_path)
+    failed = [entry for entry in registry.entries.values() if entry.status == "failed"]
+    assert len(failed) == 1 and "used by another card" in failed[0].error
+
+
+def test_default_model_must_have_a_card(segmentation_model, tmp_path):
+    shutil.copy2(segmentation_model.path, tmp_path / segmentation_model.path.name)
+    assert "no card" in discovered(tmp_path, default_model="nope").problem
+    registry = discovered(tmp_path, default_model=segmentation_model.name)
+    assert registry.problem is None and registry.default_name() == segmentation_model.name
+    with pytest.raises(ServiceError) as unknown:
+        registry.get("nope")
+    assert unknown.value.status == 404
+    with pytest.raises(ServiceError) as loading:
+        registry.get(None)
+    assert loading.value.status == 503 and loading.value.code == "model_loading"
+
+
+def test_card_json_is_kept_verbatim_for_the_api(segmentation_model, tmp_path):
+    shutil.copy2(segmentation_model.path, tmp_path / segmentation_model.path.name)
+    card = discovered(tmp_path).entries[segmentation_model.name].card
+    assert card.model_dump(mode="json") == json.loads(segmentation_model.path.read_text())
