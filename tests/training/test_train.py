@@ -70,7 +70,7 @@ def test_two_multiworker_processes_train_one_model(tmp_path):
     outputs = []
     for worker in workers:
         try:
-            outputs.append(worker.communicate(timeout=300)[0])
+            outputs.append(worker.communicate(timeout=600)[0])
         except subprocess.TimeoutExpired:
             for other in workers:
                 other.kill()
