@@ -52,6 +52,17 @@ def ratio_rows(results: Results) -> list[tuple[str, list[str]]]:
     return rows
 
 
+GOAL_CLIENTS, GOAL_RATIO = 8, 0.90
+
+
+def goal_line(results: Results) -> str:
+    ratio = results.ratio("service", "raw", GOAL_CLIENTS)
+    if ratio is None:
+        return f"Goal (service >= {GOAL_RATIO:.2f}x raw at {GOAL_CLIENTS} clients): not measured in this run."
+    verdict = "met" if ratio >= GOAL_RATIO else "NOT met"
+    return f"Goal: service >= {GOAL_RATIO:.2f}x raw ONNX Runtime at {GOAL_CLIENTS} clients: {ratio:.2f}x, {verdict}."
+
+
 def summary_text(results: Results) -> str:
     """The side-by-side ratios, as printed at the end of a run."""
     levels = sorted({clients for runs in results.load.values() for clients in runs})
@@ -65,6 +76,7 @@ def summary_text(results: Results) -> str:
     if results.crf:
         inference, _, crf = results.crf
         lines.append(f"  CRF / inference at {crf.detail}: {crf.seconds / inference.seconds:.2f}x")
+    lines.append(goal_line(results))
     return "\n".join(lines)
 
 
@@ -154,6 +166,8 @@ def write_markdown(results: Results, path: Path) -> None:
         "| ratio (throughput) | " + " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in levels) + " |",
         "|---|" + "---|" * len(levels),
         *[f"| {label} | " + " | ".join(values) + " |" for label, values in ratio_rows(results)],
+        "",
+        goal_line(results),
         "",
         f"![throughput and latency]({plots.name}/{load_plot})",
         "",

@@ -25,7 +25,8 @@ CLIENTS = 4
 WARM_UP_SHARE = 0.1
 MAX_GROWTH = 0.05
 
-pytestmark = pytest.mark.skipif(REQUESTS <= 0, reason="soak runs only with SOAK_REQUESTS set (make soak)")
+pytestmark = [pytest.mark.skipif(REQUESTS <= 0, reason="soak runs only with SOAK_REQUESTS set (make soak)"),
+              pytest.mark.timeout(MAX_SECONDS + 300)]
 
 
 def request_kinds(kvasir_images, camvid_image, models: list[str]) -> list[dict]:
@@ -68,11 +69,15 @@ def test_soak_memory_and_file_descriptors_stay_flat(service_factory, cards, kvas
                     if sent >= REQUESTS:
                         return
                     index, sent = sent, sent + 1
-                response = client.post("/segment", **kinds[index % len(kinds)])
+                try:
+                    response = client.post("/segment", **kinds[index % len(kinds)])
+                    problem = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    problem = repr(exc)
                 with lock:
                     done += 1
-                    if response.status_code != 200:
-                        failures.append(f"request {index}: {response.status_code} {response.text[:200]}")
+                    if problem:
+                        failures.append(f"request {index}: {problem}")
 
     threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
     for thread in threads:
@@ -82,6 +87,9 @@ def test_soak_memory_and_file_descriptors_stay_flat(service_factory, cards, kvas
         time.sleep(1)
         if done >= warm_up:
             samples.append((done, resident_bytes(pid), open_fds(pid)))
+            if len(samples) % 60 == 1:
+                print(f"soak: {done}/{REQUESTS} requests, resident {samples[-1][1] / 2**20:.1f} MiB, "
+                      f"fds {samples[-1][2]}", flush=True)
     for thread in threads:
         thread.join()
     final = (done, resident_bytes(pid), open_fds(pid))
