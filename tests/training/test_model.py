@@ -69,7 +69,7 @@ def test_weights_transfer_between_input_sizes():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"backbone": "resnet50"}, "valid backbones: mobilenetv2"),
+        ({"backbone": "resnet50"}, "valid backbones: mobilenetv2, xception41, xception65, xception71"),
         ({"output_stride": 32}, "output_stride must be one of (8, 16)"),
         ({"output_stride": 4}, "output_stride must be one of (8, 16)"),
         ({"aspp_rates": (6, 12)}, "aspp_rates must be three positive integers"),
@@ -82,6 +82,7 @@ def test_weights_transfer_between_input_sizes():
         ({"bn_momentum": 1.5}, "bn_momentum must be in (0, 1)"),
         ({"backbone_options": {"depth": 3}}, "does not accept backbone_options ['depth']; accepted: ['alpha']"),
         ({"backbone_options": {"alpha": -1}}, "alpha must be a positive number"),
+        ({"backbone": "xception65", "backbone_options": {"alpha": 1.0}}, "accepted: none"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, message):
@@ -119,7 +120,8 @@ def test_gradient_checkpointing_recomputes_blocks_with_identical_results(monkeyp
     labels = np.eye(3, dtype="float32")[rng.integers(0, 3, (2, SIZE, SIZE))]
     plain = build_deeplab(3, input_size=(SIZE, SIZE), dropout=0.0)
     checkpointed = build_deeplab(3, input_size=(SIZE, SIZE), dropout=0.0, gradient_checkpointing=True)
-    checkpointed.set_weights(plain.get_weights())
+    initial_weights = plain.get_weights()
+    checkpointed.set_weights(initial_weights)
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(checkpointed(images, training=True)),
         keras.ops.convert_to_numpy(plain(images, training=True)),
@@ -143,9 +145,14 @@ def test_gradient_checkpointing_recomputes_blocks_with_identical_results(monkeyp
     if keras.backend.backend() == "tensorflow":
         # tf.recompute_grad traces each block once forward and once more for its gradient.
         assert len(block_calls) == 2 * len(blocks)
-    # Same gradients, and batch-norm statistics updated once, not once per recompute.
-    for expected, actual in zip(after_plain, after_checkpointed):
-        np.testing.assert_allclose(actual, expected, atol=1e-5)
+    # Same gradients, and batch-norm statistics updated once, not once per
+    # recompute (a double update would move them ~1.9x as far). Updates are
+    # compared relative to their size: multithreaded CPU kernels are not
+    # bit-reproducible between runs even without checkpointing.
+    for initial, expected, actual in zip(initial_weights, after_plain, after_checkpointed):
+        expected_update, actual_update = expected - initial, actual - initial
+        mismatch = np.linalg.norm(actual_update - expected_update)
+        assert mismatch <= 0.05 * np.linalg.norm(expected_update) + 1e-5
 
 
 def test_logits_stay_float32_under_mixed_precision():
@@ -160,37 +167,15 @@ def test_logits_stay_float32_under_mixed_precision():
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
 
 
-JAX_SCRIPT = """
-import keras, numpy as np
-from training.model import build_deeplab
-assert keras.backend.backend() == "jax"
-rng = np.random.default_rng(0)
-images = rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
-labels = np.eye(3, dtype="float32")[rng.integers(0, 3, (2, 32, 32))]
-weights = None
-for checkpointing in (False, True):
-    model = build_deeplab(3, input_size=(32, 32), dropout=0.0, sync_batchnorm=True,
-                          gradient_checkpointing=checkpointing)
-    if weights is not None:
-        model.set_weights(weights)
-    weights = model.get_weights()
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-    model.fit(images, labels, batch_size=2, epochs=1, verbose=0)
-    if checkpointing:
-        for a, b in zip(trained, model.get_weights()):
-            np.testing.assert_allclose(a, b, atol=1e-5)
-    trained = model.get_weights()
-    assert model.predict(images, verbose=0).shape == (2, 32, 32, 3)
-print("ok")
-"""
+JAX_SELECTION = "mobilenetv2 or gradient_checkpointing or mixed_precision or sync_batchnorm or bad_arguments"
 
 
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running on the JAX backend")
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed in this environment")
-def test_same_code_trains_on_the_jax_backend():
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+def test_same_tests_pass_on_the_jax_backend():
+    """Rerun the backend-sensitive tests of this file with KERAS_BACKEND=jax."""
+    command = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "--noconftest",
+               "-k", JAX_SELECTION]
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -8,11 +8,13 @@ from typing import Any
 
 from training.model.backbones.base import BackboneFeatures
 from training.model.backbones.mobilenet import build_mobilenetv2
+from training.model.backbones.xception import XCEPTION_SPECS, xception_builder
 from training.model.blocks import BlockSettings
 
 # name -> builder(inputs, *, output_stride, settings, **options) -> BackboneFeatures
 BACKBONES: dict[str, Callable[..., BackboneFeatures]] = {
     "mobilenetv2": build_mobilenetv2,
+    **{f"xception{depth}": xception_builder(depth) for depth in XCEPTION_SPECS},
 }
 
 _FIXED_ARGUMENTS = ("inputs", "output_stride", "settings")
