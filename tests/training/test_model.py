@@ -66,6 +66,15 @@ def test_weights_transfer_between_input_sizes():
     large.set_weights(small.get_weights())
 
 
+def test_full_model_save_and_load_round_trip(tmp_path):
+    model = build_deeplab(2, input_size=(32, 32), gradient_checkpointing=True)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    images = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images)), keras.ops.convert_to_numpy(model(images)))
+    assert all(layer.recompute for layer in loaded.layers if isinstance(layer, RecomputableBlock))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
