@@ -1,8 +1,9 @@
 """Fit an image into the model's fixed input and map the prediction back to the original pixels.
 
 Letterbox, not a plain resize: the image is scaled by one factor (aspect ratio kept, as in the
-random-scale-and-crop training pipeline, and as the service does), centred and padded with black
-(Kvasir frames already have black borders). Plain NumPy + Pillow, no TensorFlow, so evaluating an
+random-scale-and-crop training pipeline, and as the service does), centred and padded with
+mid-grey: the value the training pipeline pads with (0 after normalisation). Black padding
+shifts the ASPP image-pooling branch's global average and cost CamVid ~0.1 mIoU. Plain NumPy + Pillow, no TensorFlow, so evaluating an
 ONNX file needs only ONNX Runtime.
 """
 
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+
+PAD_VALUE = 128  # uint8 mid-grey; training pads with 127.5 before normalising, i.e. 0 in [-1, 1]
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Placement:
 
 
 def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Placement]:
-    """uint8 HxWx3 -> uint8 ``size``x3 (bilinear scale, zero padding) and where the image went."""
+    """uint8 HxWx3 -> uint8 ``size``x3 (bilinear scale, mid-grey padding) and where the image went."""
     target_height, target_width = size
     height, width = image.shape[:2]
     scale = min(target_height / height, target_width / width)
@@ -33,7 +37,7 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Pla
     scaled_width = max(1, min(target_width, round(width * scale)))
     scaled = np.asarray(Image.fromarray(image).resize((scaled_width, scaled_height), Image.BILINEAR))
     top, left = (target_height - scaled_height) // 2, (target_width - scaled_width) // 2
-    canvas = np.zeros((target_height, target_width, 3), dtype=np.uint8)
+    canvas = np.full((target_height, target_width, 3), PAD_VALUE, dtype=np.uint8)
     canvas[top:top + scaled_height, left:left + scaled_width] = scaled
     return canvas, Placement(top, left, scaled_height, scaled_width)
 

@@ -9,6 +9,7 @@ session; ``--max-minutes`` stops cleanly at an epoch boundary before a deadline.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -84,6 +85,18 @@ def _resolve_class_info(config: TrainConfig, dataset, run_dir: Path) -> dict:
     return info
 
 
+def _best_so_far(run_dir: Path, monitor: str) -> float | None:
+    """Best ``monitor`` value in earlier epochs of this run, so a resumed run keeps a better
+    ``best.weights.h5`` from before the interruption instead of overwriting it."""
+    history = run_dir / "history.csv"
+    if not history.is_file():
+        return None
+    with history.open() as rows:
+        values = [row.get(monitor) for row in csv.DictReader(rows)]
+    scores = [float(v) for v in values if v not in (None, "", "NA")]
+    return max(scores) if scores else None
+
+
 def _make_optimizer(config: TrainConfig, total_steps: int, warmup_steps: int):
     schedule = WarmupCosine(total_steps, config.learning_rate, config.final_learning_rate, warmup_steps)
     if config.optimizer == "adamw":
@@ -155,7 +168,8 @@ def train(config: TrainConfig) -> dict:
     write_dir = run_dir if is_chief else Path(tempfile.mkdtemp())
     callbacks = [
         keras.callbacks.ModelCheckpoint(write_dir / "best.weights.h5", monitor=monitor, mode="max",
-                                        save_best_only=True, save_weights_only=True),
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=_best_so_far(run_dir, monitor)),
         keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "tensorboard"), update_freq="epoch"),
         RunState(run_dir, write=is_chief, max_minutes=config.max_minutes),

@@ -82,3 +82,12 @@ def test_two_multiworker_processes_train_one_model(tmp_path):
     # Synchronous all-reduce: both workers end with bit-identical weights, one model.
     assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
     assert (tmp_path / "mw" / "last.weights.h5").is_file()
+
+
+def test_resumed_run_keeps_the_earlier_best_score(tmp_path):
+    from training.train import _best_so_far
+
+    assert _best_so_far(tmp_path, "val_dice") is None
+    (tmp_path / "history.csv").write_text("epoch,loss,val_dice\n0,0.9,0.41\n1,0.8,0.57\n2,0.7,0.52\n")
+    assert _best_so_far(tmp_path, "val_dice") == 0.57
+    assert _best_so_far(tmp_path, "val_miou") is None
