@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.processes import free_port, launch
 from service.registry import find_cards
 from training.model_card import ModelCard, load_card
 
@@ -85,12 +84,6 @@ def models_for_tests(session_tmp: Path) -> Path:
     return engines
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class ServiceProcess:
     """`python -m <module>` (the service by default) in a child process, with its own port, settings and log."""
@@ -108,12 +101,11 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_ready: bool = True) -> ServiceProcess:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("SEG_")}
-        env.update({"SEG_CRF__WORKERS": "1", "SEG_ONNX__INTRA_OP_THREADS": "2"}, **self.env)
-        command = [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(self.port),
-                   "--models", str(self.models), "--backend", "onnx-cpu", "--log-level", "warning", *self.args]
+        env = {"SEG_CRF__WORKERS": "1", "SEG_ONNX__INTRA_OP_THREADS": "2", **self.env}
+        module_args = [self.module, "--models", str(self.models), "--backend", "onnx-cpu", "--log-level", "warning",
+                       *self.args]
         self.log = self.log_path.open("wb")
-        self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = launch(module_args, self.port, self.log, env)
         if wait_ready:
             self.wait_until(lambda response: response.status_code == 200)
         return self
