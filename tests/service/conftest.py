@@ -8,16 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import (  # noqa: F401 - fixtures
-    camvid_image,
-    cards,
-    dataset_root,
-    kvasir_images,
-    models_dir,
-    segmentation_model,
-    service,
-    service_factory,
-)
+from tests.support.fixtures import *  # noqa: F403 - the shared service fixtures
 from tests.support.service import ServiceProcess, free_port, run_onnx  # noqa: F401 - imported by the tests
 
 

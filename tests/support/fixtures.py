@@ -1,7 +1,9 @@
 """Pytest fixtures over `tests/support/service.py`, imported by the conftests of the areas that start services.
 
-Session-scoped fixtures imported into two conftests are two fixtures to pytest; the tiny-model
-export is cached under the session's base temp directory, so it still runs once per session.
+An area that wants all of them writes `from tests.support.fixtures import *` (`__all__` is the list); one
+that wants a few imports those by name. Session-scoped fixtures imported into two conftests are two fixtures
+to pytest; the tiny-model export is cached under the session's base temp directory, so it still runs once
+per session.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from service.registry import find_cards
 from tests.support.service import ServiceProcess, models_for_tests
 from training.datasets import data_root
 from training.model_card import ModelCard, load_card
+
+__all__ = ["camvid_image", "cards", "dataset_root", "kvasir_images", "models_dir", "segmentation_model", "service",
+           "service_factory"]
 
 
 @pytest.fixture(scope="session")
