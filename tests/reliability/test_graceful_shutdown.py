@@ -11,7 +11,7 @@ import httpx
 
 CLIENTS = 4
 GRACE_S = 2.0
-BALANCER_REACTION_S = 0.8  # how long after readiness fails the clients keep sending: well inside the grace
+BALANCER_REACTION_S = 0.5  # how long after readiness fails the clients keep sending: well inside the grace
 
 
 def test_sigterm_under_load_flips_readiness_first_completes_every_request_and_exits_0(service_factory,
@@ -21,15 +21,22 @@ def test_sigterm_under_load_flips_readiness_first_completes_every_request_and_ex
     stop = threading.Event()
     records: list[tuple[float, float, int | str]] = []  # (sent, answered, status or transport error)
 
+    def send_one(client: httpx.Client) -> None:
+        sent = time.monotonic()
+        try:
+            outcome = client.post("/segment", content=data, headers={"Content-Type": "image/png"}).status_code
+        except httpx.TransportError as exc:
+            outcome = type(exc).__name__
+        records.append((sent, time.monotonic(), outcome))
+
+    def send_during_grace() -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            send_one(client)
+
     def client_loop() -> None:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
             while not stop.is_set():
-                sent = time.monotonic()
-                try:
-                    outcome = client.post("/segment", content=data, headers={"Content-Type": "image/png"}).status_code
-                except httpx.TransportError as exc:
-                    outcome = type(exc).__name__
-                records.append((sent, time.monotonic(), outcome))
+                send_one(client)
 
     threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
     for thread in threads:
@@ -40,9 +47,11 @@ def test_sigterm_under_load_flips_readiness_first_completes_every_request_and_ex
     server.process.send_signal(15)
     readiness = server.wait_until(lambda response: response.status_code != 200, timeout_s=5)
     flipped_at = time.monotonic()
+    late = threading.Thread(target=send_during_grace)
+    late.start()
     time.sleep(BALANCER_REACTION_S)
     stop.set()
-    for thread in threads:
+    for thread in (*threads, late):
         thread.join(timeout=120)
     exit_code = server.process.wait(timeout=60)
 

@@ -23,7 +23,7 @@ from tests.support.service import ServiceProcess
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = 10
 
 
 @pytest.fixture(scope="module")
