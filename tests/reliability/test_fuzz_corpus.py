@@ -55,6 +55,8 @@ def test_each_upload_gets_its_documented_answer_and_the_next_good_request_succee
         problem = problem_with(upload, client.post("/segment", **upload.request()))
         if problem:
             problems.append(f"{upload.name}: {problem}")
+        if upload.status == 200:
+            continue  # that was a good request itself
         after = client.post("/segment", content=good, headers={"Content-Type": "image/png"})
         if after.status_code != 200:
             problems.append(f"good request after {upload.name}: {after.status_code} {after.text[:200]}")
