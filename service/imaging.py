@@ -4,7 +4,7 @@ The client's image is untrusted: the body is already size-limited (api/middlewar
 pixel count is checked from the header before any pixel is decoded (decompression bombs), and
 only the formats below are ever handed to a PIL decoder. Geometry: the image is letterboxed into
 the model's fixed input by `training.letterbox` (the same placement training evaluated and export
-parity checked: aspect ratio kept, centred, black padding); the label map is cropped to the
+parity checked: aspect ratio kept, centred, mid-grey padding); the label map is cropped to the
 image's part and resized back (nearest neighbour: only class ids are fetched) to exactly the
 original width x height after EXIF orientation.
 """

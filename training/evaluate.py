@@ -4,7 +4,7 @@
     python -m training.evaluate --onnx engines/polyp.onnx [--card engines/polyp.json]
         [--split val] [--limit N] [--output out.json]
 
-Each image is letterboxed into the model input (aspect ratio kept, black padding, as the service
+Each image is letterboxed into the model input (aspect ratio kept, mid-grey padding, as the service
 does; see ``training.letterbox``), the class probabilities are cropped back and bilinearly resized
 to the original image size, and the argmax there is compared with the original-resolution mask.
 Ignored pixels (255 in loaded masks, e.g. CamVid's void) are left out.

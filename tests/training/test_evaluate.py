@@ -11,7 +11,7 @@ from PIL import Image
 
 from training import evaluate
 from training.datasets import IGNORE_INDEX, data_root, get_dataset
-from training.letterbox import letterbox, restore_probabilities
+from training.letterbox import PAD_VALUE, letterbox, restore_probabilities
 
 SCORE_KEYS = {"mean_iou", "per_class_iou", "dice", "per_class_dice", "pixel_accuracy", "confusion_matrix"}
 
@@ -64,7 +64,7 @@ def test_letterbox_keeps_aspect_ratio_and_maps_a_mask_back_onto_its_pixels(size)
     assert placement.height == size[0] or placement.width == size[1]
     padding = np.ones(size, bool)
     padding[placement.top:placement.top + placement.height, placement.left:placement.left + placement.width] = False
-    assert not boxed[padding].any(), "padding must be black"
+    assert (boxed[padding] == PAD_VALUE).all(), "padding must be the training pipeline's mid-grey"
     foreground = boxed[..., 0].astype(np.float32) / 255
     restored = restore_probabilities(np.stack([1 - foreground, foreground], axis=-1), placement, mask.shape)
     assert restored.shape == (*mask.shape, 2)
