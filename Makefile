@@ -29,6 +29,7 @@ test: install-dev
 
 bench: install-dev
 	$(VENV) -m benchmarks
+	$(VENV) -m benchmarks.training_speed
 
 # Not part of `make test`: 10,000 requests against a real server; minutes on tiny models, up to an hour on 512x512 ones.
 soak: install-dev

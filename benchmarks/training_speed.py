@@ -1,0 +1,84 @@
+"""python -m benchmarks.training_speed: training images/s and peak memory for fp32 vs mixed
+precision, with and without gradient checkpointing, measured side by side in one run.
+
+Each configuration trains in its own process (so its peak resident memory is its own) on real
+Kvasir-SEG crops through the real pipeline, and times only the steps after compilation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGURATIONS = {
+    "fp32": [],
+    "mixed precision": ["--mixed-precision"],
+    "gradient checkpointing": ["--gradient-checkpointing"],
+    "mixed + checkpointing": ["--mixed-precision", "--gradient-checkpointing"],
+}
+
+
+def measure(flags: list[str], crop: int, batch: int, steps: int, warmup: int) -> dict:
+    """Runs in the child: build, compile, train ``warmup`` steps untimed, then ``steps`` timed."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from training.config import parse_args
+    from training.datasets import get_dataset, make_pipeline
+    from training.losses import make_loss
+    from training.model import build_deeplab
+
+    config = parse_args(["--crop-size", str(crop), "--batch-size", str(batch), *flags])
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    dataset = get_dataset("kvasir", split="train")
+    data = iter(make_pipeline(dataset, crop, batch, augment=True, repeat=True, seed=0, max_side=512))
+    model = build_deeplab(dataset.num_classes, input_size=(crop, crop),
+                          gradient_checkpointing=config.gradient_checkpointing)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=make_loss("dice_focal"))
+    batches = [next(data) for _ in range(warmup + steps)]
+    for images, labels in batches[:warmup]:
+        model.train_on_batch(images, labels)
+    started = time.perf_counter()
+    for images, labels in batches[warmup:]:
+        model.train_on_batch(images, labels)
+    elapsed = time.perf_counter() - started
+    return {"images_per_s": steps * batch / elapsed,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training_speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation) first")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(measure(json.loads(args.child), args.crop, args.batch, args.steps, args.warmup)))
+        return
+    results = {}
+    for name, flags in CONFIGURATIONS.items():
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks.training_speed", "--crop", str(args.crop), "--batch", str(args.batch),
+             "--steps", str(args.steps), "--warmup", str(args.warmup), "--child", json.dumps(flags)],
+            capture_output=True, text=True, check=True)
+        results[name] = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"measured {name}", file=sys.stderr, flush=True)
+    base = results["fp32"]
+    print(f"MobileNetV2 DeepLabv3+, {args.crop}px crops, batch {args.batch}, {args.steps} timed steps, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'configuration':<24}{'images/s':>10}{'vs fp32':>9}{'peak RSS MB':>13}{'vs fp32':>9}")
+    for name, result in results.items():
+        print(f"{name:<24}{result['images_per_s']:>10.2f}{result['images_per_s'] / base['images_per_s']:>8.2f}x"
+              f"{result['peak_rss_mb']:>13.0f}{result['peak_rss_mb'] / base['peak_rss_mb']:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
