@@ -4,7 +4,7 @@ RLE/PNG/CRF costs; prints the ratios and writes docs/benchmarks.md with plots.""
 from __future__ import annotations
 
 import argparse
-import io
+import os
 import sys
 import tempfile
 import time
@@ -25,6 +25,7 @@ from training.letterbox import letterbox
 from training.model_card import ModelCard, load_card
 
 BATCHING_ON = {"SEG_BATCHING__MAX_BATCH_SIZE": "8", "SEG_BATCHING__MAX_DELAY_MS": "5"}
+NO_ARENA_SHRINKAGE = {"SEG_ONNX__ARENA_SHRINKAGE": "false"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         service_args = ["service", "--models", str(args.models), "--backend", "onnx-cpu", "--log-level", "warning"]
         run_http(results, "service", service_args, "/readyz", bodies, args, Path(log_dir))
         run_http(results, "service-batched", service_args, "/readyz", bodies, args, Path(log_dir), BATCHING_ON)
+        run_http(results, "service-no-shrink", service_args, "/readyz", bodies, args, Path(log_dir),
+                 NO_ARENA_SHRINKAGE)
         run_http(results, "naive", ["benchmarks.naive_server", "--card", str(card.path)], "/ready", bodies, args,
                  Path(log_dir))
 
@@ -122,9 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     results.crf = codecs.crf_vs_inference(session, card, np.asarray(Image.open(paths[0]).convert("RGB")), repeat)
 
     if competing := competing_processes():
-        results.notes.append(f"{len(competing)} training process(es) were still running at the end of this run and "
+        results.notes.append(f"{len(competing)} other CPU-heavy job(s) were running at the end of this run and "
                              "shared the CPU cores with it: absolute numbers are lower than on an idle machine; the "
                              "ratios compare runs made under the same contention, one after another.")
+    results.notes.append(f"Load average at the end (1/5/15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())}.")
     results.notes.append(f"The whole run took {time.monotonic() - started:.0f} s.")
     write_markdown(results, args.output)
     print(summary_text(results))

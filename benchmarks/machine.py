@@ -26,8 +26,8 @@ def _memory_gib() -> float | None:
     return None
 
 
-def competing_processes(pattern: str = "training.train") -> list[str]:
-    """Command lines of other processes matching `pattern` (e.g. a training job sharing the cores)."""
+def competing_processes(pattern: str = r"training\.train|benchmarks\.training_speed|-m pytest") -> list[str]:
+    """Command lines of other processes matching `pattern` (training jobs or test runs sharing the cores)."""
     try:
         found = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, check=False).stdout
     except FileNotFoundError:
@@ -51,5 +51,5 @@ def describe() -> dict[str, str]:
         "ONNX Runtime": f"{onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())})",
         "NumPy": numpy.__version__,
         "Load average at start (1/5/15 min)": load,
-        "Competing jobs at start": f"{len(others)} training process(es) running" if others else "none",
+        "Competing jobs at start": f"{len(others)} training or test process(es) running" if others else "none found",
     }

@@ -37,10 +37,12 @@ SYSTEMS = {  # key -> label, in plotting order
     "raw": "raw ONNX Runtime session.run loop",
     "service": "service (CPU defaults: batching off)",
     "service-batched": "service, dynamic batching on (max 8, 5 ms)",
+    "service-no-shrink": "service, ONNX arena shrinkage off",
     "naive": "naive FastAPI reference server",
 }
 RATIOS = (("service", "raw", "service / raw ORT"), ("service-batched", "service", "batching on / off"),
-          ("service", "naive", "service / naive server"))
+          ("service", "naive", "service / naive server"),
+          ("service-no-shrink", "raw", "service, arena shrinkage off / raw ORT"))
 
 
 def ratio_rows(results: Results) -> list[tuple[str, list[str]]]:
@@ -69,7 +71,7 @@ def summary_text(results: Results) -> str:
     lines = [f"Throughput ratios ({results.model}, {results.input_size[1]}x{results.input_size[0]}); clients: "
              + ", ".join(map(str, levels))]
     for label, values in ratio_rows(results):
-        lines.append(f"  {label:<24} " + "  ".join(f"{value:>7}" for value in values))
+        lines.append(f"  {label:<40} " + "  ".join(f"{value:>7}" for value in values))
     for name, ours, coco, _ in results.rle:
         lines.append(f"  RLE {name:<26} ours {ours.seconds * 1e3:7.2f} ms vs pycocotools {coco.seconds * 1e3:7.2f} ms"
                      f" ({coco.seconds / ours.seconds:.1f}x faster)")
@@ -159,7 +161,9 @@ def write_markdown(results: Results, path: Path) -> None:
         "same images already decoded and letterboxed and runs `session.run` on them (labels only).",
         "- Raw at N clients: N threads sharing one session. Service: `python -m service --backend onnx-cpu`, "
         "default settings (CPU: batch 1, no delay); batching on: `SEG_BATCHING__MAX_BATCH_SIZE=8`, "
-        "`SEG_BATCHING__MAX_DELAY_MS=5`. Naive: `benchmarks/naive_server.py`, one blocking FastAPI endpoint.",
+        "`SEG_BATCHING__MAX_DELAY_MS=5`; arena shrinkage off: `SEG_ONNX__ARENA_SHRINKAGE=false` (ONNX Runtime then "
+        "keeps its CPU arena between runs instead of handing growth back after each one). Naive: "
+        "`benchmarks/naive_server.py`, one blocking FastAPI endpoint.",
         "",
         "## Throughput ratios",
         "",
