@@ -1,10 +1,10 @@
 """ONNX Runtime backends: the CUDA execution provider where there is one, the CPU one everywhere.
 
 Memory: a session's arena keeps whatever it grew to. The registry warms every model up at the
-largest batch it will ever run, so the arena reaches its working size once; with
-`arena_shrinkage` every run then hands back any growth beyond that, so load cannot ratchet it up,
-and the CUDA arena grows by exactly what is requested (`kSameAsRequested`), never to the next
-power of two.
+largest batch it will ever run, so the arena reaches its working size once and load cannot grow
+it past that. `arena_shrinkage` (off by default) additionally hands growth back after every run,
+for memory-tight hosts: measured, it costs ~25% CPU throughput (docs/benchmarks.md). The CUDA
+arena grows by exactly what is requested (`kSameAsRequested`), never to the next power of two.
 """
 
 from __future__ import annotations
