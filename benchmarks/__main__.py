@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks import codecs
+from benchmarks import codecs, procfs
 from benchmarks.load import run_load
 from benchmarks.machine import competing_processes, describe
 from benchmarks.processes import PROJECT_ROOT, start
@@ -25,7 +25,7 @@ from training.letterbox import letterbox
 from training.model_card import ModelCard, load_card
 
 BATCHING_ON = {"SEG_BATCHING__MAX_BATCH_SIZE": "8", "SEG_BATCHING__MAX_DELAY_MS": "5"}
-NO_ARENA_SHRINKAGE = {"SEG_ONNX__ARENA_SHRINKAGE": "false"}
+ARENA_SHRINKAGE = {"SEG_ONNX__ARENA_SHRINKAGE": "true"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,10 +82,12 @@ def run_http(results: Results, name: str, module_args: list[str], ready_path: st
     server = start(name, module_args, ready_path, log_dir, env)
     try:
         for clients in args.clients:
-            result = run_load(server.url, bodies, clients, max(args.requests, 3 * clients))
+            result = run_load(server.url, bodies, clients, max(args.requests, 3 * clients), results.model)
             results.load.setdefault(name, {})[clients] = result
             print(f"{name:>16} {clients:>3} clients: {result.throughput:6.2f} img/s, p50 {result.percentile_ms(50):7.0f}"
                   f" ms, p95 {result.percentile_ms(95):7.0f} ms, statuses {result.statuses}", flush=True)
+        if procfs.available():
+            results.resident_mib[name] = procfs.resident_bytes(server.process.pid) / 2**20
     finally:
         server.stop()
 
@@ -112,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         service_args = ["service", "--models", str(args.models), "--backend", "onnx-cpu", "--log-level", "warning"]
         run_http(results, "service", service_args, "/readyz", bodies, args, Path(log_dir))
         run_http(results, "service-batched", service_args, "/readyz", bodies, args, Path(log_dir), BATCHING_ON)
-        run_http(results, "service-no-shrink", service_args, "/readyz", bodies, args, Path(log_dir),
-                 NO_ARENA_SHRINKAGE)
+        run_http(results, "service-shrink", service_args, "/readyz", bodies, args, Path(log_dir), ARENA_SHRINKAGE)
         run_http(results, "naive", ["benchmarks.naive_server", "--card", str(card.path)], "/ready", bodies, args,
                  Path(log_dir))
 

@@ -33,12 +33,12 @@ class LoadResult:
         return float(np.percentile(self.latencies_s, q) * 1000) if self.latencies_s else float("nan")
 
 
-async def _run(url: str, bodies: list[bytes], clients: int, requests: int, warm_up: int) -> LoadResult:
+async def _run(url: str, bodies: list[bytes], clients: int, requests: int, warm_up: int, model: str) -> LoadResult:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
         async def send(index: int) -> tuple[int, float]:
             started = time.perf_counter()
-            response = await client.post("/segment", content=bodies[index % len(bodies)],
+            response = await client.post("/segment", params={"model": model}, content=bodies[index % len(bodies)],
                                          headers={"Content-Type": "image/jpeg"})
             return response.status_code, time.perf_counter() - started
 
@@ -62,6 +62,6 @@ async def _run(url: str, bodies: list[bytes], clients: int, requests: int, warm_
     return LoadResult(clients, requests, seconds, latencies, dict(statuses))
 
 
-def run_load(url: str, bodies: list[bytes], clients: int, requests: int, warm_up: int = 1) -> LoadResult:
-    """POST /segment with `requests` bodies (cycled) from `clients` closed-loop clients."""
-    return asyncio.run(_run(url, bodies, clients, requests, warm_up))
+def run_load(url: str, bodies: list[bytes], clients: int, requests: int, model: str, warm_up: int = 1) -> LoadResult:
+    """POST /segment?model=... with `requests` bodies (cycled) from `clients` closed-loop clients."""
+    return asyncio.run(_run(url, bodies, clients, requests, warm_up, model))

@@ -1,18 +1,18 @@
-"""Resident memory and open file descriptors of a server's process tree, read from Linux /proc."""
+"""Resident memory and open file descriptors of a server's process tree, read from Linux /proc.
+
+Used by the benchmarks (memory per configuration) and the reliability tests (overload, soak).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-
 PROC = Path("/proc")
 
 
-def require_procfs() -> None:
-    if not (PROC / "self" / "status").is_file():
-        pytest.skip("needs Linux /proc to read resident memory and file descriptors")
+def available() -> bool:
+    return (PROC / "self" / "status").is_file()
 
 
 def process_tree(pid: int) -> list[int]:

@@ -22,6 +22,7 @@ class Results:
     machine: dict[str, str]
     command: str
     load: dict[str, dict[int, LoadResult]] = field(default_factory=dict)  # system -> clients -> result
+    resident_mib: dict[str, float] = field(default_factory=dict)  # server system -> resident memory after its runs
     rle: list = field(default_factory=list)
     png: list = field(default_factory=list)
     crf: list[Timing] = field(default_factory=list)
@@ -37,12 +38,12 @@ SYSTEMS = {  # key -> label, in plotting order
     "raw": "raw ONNX Runtime session.run loop",
     "service": "service (CPU defaults: batching off)",
     "service-batched": "service, dynamic batching on (max 8, 5 ms)",
-    "service-no-shrink": "service, ONNX arena shrinkage off",
+    "service-shrink": "service, ONNX arena shrinkage on",
     "naive": "naive FastAPI reference server",
 }
 RATIOS = (("service", "raw", "service / raw ORT"), ("service-batched", "service", "batching on / off"),
           ("service", "naive", "service / naive server"),
-          ("service-no-shrink", "raw", "service, arena shrinkage off / raw ORT"))
+          ("service-shrink", "raw", "service, arena shrinkage on / raw ORT"))
 
 
 def ratio_rows(results: Results) -> list[tuple[str, list[str]]]:
@@ -160,9 +161,9 @@ def write_markdown(results: Results, path: Path) -> None:
         "get the JPEG bytes (decode, letterbox, infer, map back, encode a PNG per request); the raw loop gets the "
         "same images already decoded and letterboxed and runs `session.run` on them (labels only).",
         "- Raw at N clients: N threads sharing one session. Service: `python -m service --backend onnx-cpu`, "
-        "default settings (CPU: batch 1, no delay); batching on: `SEG_BATCHING__MAX_BATCH_SIZE=8`, "
-        "`SEG_BATCHING__MAX_DELAY_MS=5`; arena shrinkage off: `SEG_ONNX__ARENA_SHRINKAGE=false` (ONNX Runtime then "
-        "keeps its CPU arena between runs instead of handing growth back after each one). Naive: "
+        "default settings (CPU: batch 1, no delay, ONNX arena kept at its warm-up size); batching on: "
+        "`SEG_BATCHING__MAX_BATCH_SIZE=8`, `SEG_BATCHING__MAX_DELAY_MS=5`; arena shrinkage on: "
+        "`SEG_ONNX__ARENA_SHRINKAGE=true` (ONNX Runtime hands arena growth back after every run). Naive: "
         "`benchmarks/naive_server.py`, one blocking FastAPI endpoint.",
         "",
         "## Throughput ratios",
@@ -185,6 +186,15 @@ def write_markdown(results: Results, path: Path) -> None:
             statuses = ", ".join(f"{status}: {count}" for status, count in sorted(run.statuses.items()))
             out.append(f"| {label} | {clients} | {run.requests} | {run.throughput:.2f} | {run.percentile_ms(50):.0f} | "
                        f"{run.percentile_ms(95):.0f} | {statuses} |")
+    if results.resident_mib:
+        out += [
+            "",
+            "Resident memory of each server's process tree (server, CRF workers) after its runs:",
+            "",
+            "| system | resident MiB |",
+            "|---|---|",
+            *[f"| {SYSTEMS[system]} | {mib:.0f} |" for system, mib in results.resident_mib.items()],
+        ]
     out += [
         "",
         "## Per-request costs outside the model",

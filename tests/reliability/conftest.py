@@ -1,5 +1,8 @@
 """Reliability tests start real service processes with the shared fixtures of tests/support/."""
 
+import pytest
+
+from benchmarks import procfs
 from tests.support.fixtures import (  # noqa: F401 - fixtures
     camvid_image,
     cards,
@@ -8,3 +11,10 @@ from tests.support.fixtures import (  # noqa: F401 - fixtures
     models_dir,
     service_factory,
 )
+
+
+@pytest.fixture
+def requires_procfs() -> None:
+    """Skip where there is no Linux /proc to read resident memory and file descriptors from."""
+    if not procfs.available():
+        pytest.skip("needs Linux /proc to read resident memory and file descriptors")

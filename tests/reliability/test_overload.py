@@ -8,8 +8,9 @@ import threading
 import time
 
 import httpx
+import pytest
 
-from tests.reliability.procfs import require_procfs, resident_bytes
+from benchmarks.procfs import resident_bytes
 from tests.support.prometheus import sample
 
 QUEUE_SIZE, BATCH_SIZE = 4, 2
@@ -57,9 +58,9 @@ class PeakMemory:
         self._thread.join()
 
 
+@pytest.mark.usefixtures("requires_procfs")
 def test_overload_gets_200_or_503_with_retry_after_memory_stays_bounded_and_throughput_recovers(
         service_factory, camvid_image):
-    require_procfs()
     server = service_factory(env={"SEG_BATCHING__MAX_QUEUE_SIZE": str(QUEUE_SIZE),
                                   "SEG_BATCHING__MAX_BATCH_SIZE": str(BATCH_SIZE),
                                   "SEG_BATCHING__MAX_DELAY_MS": "5"})

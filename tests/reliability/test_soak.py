@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.reliability.procfs import open_fds, require_procfs, resident_bytes
+from benchmarks.procfs import open_fds, resident_bytes
 
 REQUESTS = int(os.environ.get("SOAK_REQUESTS", "0"))
 MAX_SECONDS = float(os.environ.get("SOAK_MAX_SECONDS", "3600"))
@@ -50,8 +50,8 @@ def request_kinds(kvasir_images, camvid_image, models: list[str]) -> list[dict]:
     return kinds
 
 
+@pytest.mark.usefixtures("requires_procfs")
 def test_soak_memory_and_file_descriptors_stay_flat(service_factory, cards, kvasir_images, camvid_image):
-    require_procfs()
     server = service_factory()
     pid = server.process.pid
     kinds = request_kinds(kvasir_images, camvid_image, sorted(cards))
