@@ -31,8 +31,6 @@ import numpy as np  # noqa: E402
 from training import parity  # noqa: E402
 from training.checkpoint import Checkpoint, load_model, resolve_checkpoint  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.datasets import get_dataset  # noqa: E402
-from training.letterbox import letterbox  # noqa: E402
 from training.model_card import ModelCardError, build_card, sha256_file, write_card  # noqa: E402
 from training.runtimes import OnnxRunner, TFLiteRunner  # noqa: E402
 
@@ -66,13 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.parity_images < 1:
         parser.error("--parity-images must be >= 1")
     return args
-
-
-def parity_images(config: dict, count: int, size: tuple[int, int]) -> np.ndarray:
-    """The first ``count`` images of the run's validation split, letterboxed to ``size``."""
-    dataset = get_dataset(config["dataset"], root=config.get("data_root"), split=config.get("val_split", "val"))
-    samples = dataset.samples[:count]
-    return np.stack([letterbox(dataset.load_image(sample.image_path), size)[0] for sample in samples])
 
 
 def train_command(config: dict) -> str:
@@ -150,7 +141,8 @@ def export(args: argparse.Namespace) -> dict:
 
     step(f"loading {checkpoint.weights_path} into a {size[0]}x{size[1]} model")
     model = load_model(checkpoint, size)
-    images = parity_images(checkpoint.config, args.parity_images, size)
+    images = parity.validation_images(checkpoint.config, args.parity_images, size,
+                                      root=checkpoint.config.get("data_root"))
     reference = keras_reference(model, images)
     graph = build_export_graph(model, size)
     results: dict[str, parity.Parity] = {}

@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from training.datasets import get_dataset
+from training.letterbox import letterbox
+
 # Tolerances per export kind: (max abs probability difference or None = not checked,
 # minimum label agreement). Graph-mode TF already differs from eager Keras by ~3e-5 on a trained
 # 512x512 model (fused kernels), so every fp32 export gets 1e-4; fp16 weights move probabilities
@@ -57,3 +60,11 @@ def check(kind: str, parity: Parity) -> None:
     if not parity.label_agreement >= min_agreement:
         raise ParityError(f"{kind}: label agreement {parity.label_agreement:.5f} is below "
                           f"{min_agreement} on {parity.images} images")
+
+
+def validation_images(recipe: dict, count: int, size: tuple[int, int], root: str | None = None) -> np.ndarray:
+    """The first ``count`` images of the recipe's validation split, letterboxed to ``size`` as the
+    service feeds them: the images every export and engine is checked on."""
+    dataset = get_dataset(recipe["dataset"], root=root, split=recipe.get("val_split", "val"))
+    return np.stack([letterbox(dataset.load_image(sample.image_path), size)[0] for sample in dataset.samples[:count]])
+

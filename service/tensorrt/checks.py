@@ -13,9 +13,8 @@ import numpy as np
 from PIL import Image
 
 from service.tensorrt.errors import ParityFailure
-from training.datasets import get_dataset
 from training.letterbox import letterbox
-from training.parity import Parity, measure
+from training.parity import Parity, measure, validation_images
 
 MIN_LABEL_AGREEMENT = 0.995  # fraction of pixels whose class must match the FP32 ONNX model
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -31,18 +30,13 @@ def sample_images(recipe: dict, count: int, size: tuple[int, int],
     trained on (the card's recipe), under ``$DEEPLAB_DATA_ROOT`` when the recipe's own data root
     does not exist on this host (e.g. in a container). FileNotFoundError if there are none.
     """
-    if images_dir is not None:
-        paths = sorted(path for path in Path(images_dir).iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise FileNotFoundError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {images_dir}")
-        load = _read_rgb
-    else:
+    if images_dir is None:
         root = recipe.get("data_root")
-        if root is not None and not Path(root).exists():
-            root = None
-        dataset = get_dataset(recipe["dataset"], root=root, split=recipe.get("val_split", "val"))
-        paths, load = [sample.image_path for sample in dataset.samples], dataset.load_image
-    return np.stack([letterbox(load(path), size)[0] for path in paths[:count]])
+        return validation_images(recipe, count, size, root=root if root is not None and Path(root).exists() else None)
+    paths = sorted(path for path in Path(images_dir).iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {images_dir}")
+    return np.stack([letterbox(_read_rgb(path), size)[0] for path in paths[:count]])
 
 
 def _read_rgb(path: Path) -> np.ndarray:
