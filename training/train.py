@@ -48,10 +48,9 @@ class RunState(keras.callbacks.Callback):
         self.epoch_started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        # Every worker must call save_weights (it is collective under MultiWorkerMirrored);
-        # only the chief writes to the run directory.
-        target = self.run_dir if self.write else Path(tempfile.mkdtemp())
-        self.model.save_weights(target / "last.weights.h5")
+        # Every worker must call save_weights (it is collective under MultiWorkerMirrored); only
+        # the chief's run_dir is the real run directory, the others pass a scratch folder.
+        self.model.save_weights(self.run_dir / "last.weights.h5")
         if self.write:
             state = {"epochs_done": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}
             (self.run_dir / "state.json").write_text(json.dumps(state, indent=2))
@@ -172,7 +171,7 @@ def train(config: TrainConfig) -> dict:
                                         initial_value_threshold=_best_so_far(run_dir, monitor)),
         keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(write_dir / "tensorboard"), update_freq="epoch"),
-        RunState(run_dir, write=is_chief, max_minutes=config.max_minutes),
+        RunState(write_dir, write=is_chief, max_minutes=config.max_minutes),
     ]
     history = model.fit(
         train_data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
