@@ -3,6 +3,9 @@
 ``training.train`` writes ``<run>/config.json`` next to ``best.weights.h5``/``last.weights.h5``.
 DeepLabv3+ weights do not depend on the input size, so export and evaluation rebuild the model at
 the size they need (512x512 for the shipped models) and load the trained weights into it.
+A run trained in stages (``--epochs 12``, later ``--epochs 30`` on the same run, which resumes
+with a longer cosine schedule) lists each stage's command in ``stages.json``, so that the model
+card can replay all of them, not only the last.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.config import train_command
+
 WEIGHT_FILES = ("best.weights.h5", "last.weights.h5")
 REQUIRED_CONFIG_KEYS = ("dataset", "num_classes", "classes", "palette", "backbone")
+STAGES_FILE = "stages.json"
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,25 @@ class Checkpoint:
     @property
     def config_path(self) -> Path:
         return self.run_dir / "config.json"
+
+    @property
+    def training_commands(self) -> list[str]:
+        """The ``training.train`` commands that, run in order, reproduce these weights."""
+        stages_path = self.run_dir / STAGES_FILE
+        if stages_path.is_file():
+            return [stage["command"] for stage in json.loads(stages_path.read_text())]
+        return [train_command(self.config)]
+
+
+def record_stage(run_dir: Path, config: dict, from_epoch: int) -> None:
+    """Append this invocation to ``stages.json`` unless it repeats the last stage's command (a
+    stage interrupted by ``--max-minutes`` and resumed unchanged is still one stage)."""
+    stages_path = run_dir / STAGES_FILE
+    stages = json.loads(stages_path.read_text()) if stages_path.is_file() else []
+    command = train_command(config)
+    if not stages or stages[-1]["command"] != command:
+        stages.append({"from_epoch": from_epoch, "to_epoch": config["epochs"], "command": command})
+        stages_path.write_text(json.dumps(stages, indent=2) + "\n")
 
 
 def resolve_checkpoint(path: str | Path) -> Checkpoint:

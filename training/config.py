@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 STRATEGIES = ("none", "mirrored", "multiworker")
+# When to stop, not what to train: left out of the command that reproduces a run.
+STOP_CONDITIONS = ("max_minutes",)
+# Stated even at their default value: they tell a run's stages apart.
+ALWAYS_STATED = ("dataset", "epochs")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -72,6 +77,24 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def train_command(config: dict) -> str:
+    """The ``training.train`` command that reproduces a run: every setting that differs from
+    ``TrainConfig``'s defaults, as a flag (so it does not depend on a TOML file staying the same)."""
+    words = ["python", "-m", "training.train"]
+    for key, default in TrainConfig().to_dict().items():
+        value = config.get(key, default)
+        if key in STOP_CONDITIONS or (value == default and key not in ALWAYS_STATED):
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list | dict):
+            text = json.dumps(value, separators=(",", ":"))
+        else:
+            text = "none" if value is None else str(value)
+        words += [f"--{key.replace('_', '-')}", text]
+    return shlex.join(words)
 
 
 def _flag_type(annotation):

@@ -30,7 +30,6 @@ import numpy as np  # noqa: E402
 
 from training import parity  # noqa: E402
 from training.checkpoint import Checkpoint, load_model, resolve_checkpoint  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
 from training.model_card import ModelCardError, build_card, sha256_file, write_card  # noqa: E402
 from training.runtimes import OnnxRunner, TFLiteRunner  # noqa: E402
 
@@ -64,25 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.parity_images < 1:
         parser.error("--parity-images must be >= 1")
     return args
-
-
-def train_command(config: dict) -> str:
-    """The ``training.train`` command that reproduces this run: every setting that differs from
-    ``TrainConfig``'s defaults, as a flag (so it does not depend on a TOML file staying the same)."""
-    defaults = TrainConfig().to_dict()
-    words = ["python", "-m", "training.train"]
-    for key, default in defaults.items():
-        value = config.get(key, default)
-        if value == default:
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, list | dict):
-            text = json.dumps(value, separators=(",", ":"))
-        else:
-            text = "none" if value is None else str(value)
-        words += [f"--{key.replace('_', '-')}", text]
-    return shlex.join(words)
 
 
 def export_command(args: argparse.Namespace) -> str:
@@ -177,7 +157,7 @@ def export(args: argparse.Namespace) -> dict:
         description = args.description or (f"DeepLabv3+ ({config['backbone']}) for {config['dataset']}: "
                                             + ", ".join(config["classes"]))
         evaluate = [metrics["command"]] if metrics and metrics.get("command") else []
-        reproduce = " && ".join([train_command(config), *evaluate, export_command(args)])
+        reproduce = " && ".join([*checkpoint.training_commands, *evaluate, export_command(args)])
         card = build_card(name=name, description=description, config=config, input_size=size, files=files,
                           parity=summary["export_parity"], metrics=metrics,
                           checkpoint_path=Path(_relative(checkpoint.weights_path)), reproduce=reproduce)

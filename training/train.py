@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.checkpoint import record_stage  # noqa: E402
 from training.config import TrainConfig, parse_args  # noqa: E402
 from training.datasets import class_pixel_counts, get_dataset, make_pipeline  # noqa: E402
 from training.datasets.augment import AugmentConfig  # noqa: E402
@@ -158,6 +159,8 @@ def train(config: TrainConfig) -> dict:
     if initial_epoch >= config.epochs:
         print(f"{run_dir} already trained for {initial_epoch} epochs", flush=True)
         return {"epochs_done": initial_epoch}
+    if is_chief:
+        record_stage(run_dir, config.to_dict(), initial_epoch)
 
     # Keras 3.15's evaluate() deadlocks in its collectives under MultiWorkerMirroredStrategy, so
     # multi-worker runs validate afterwards (python -m training.evaluate) and keep the best

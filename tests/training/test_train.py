@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from training.checkpoint import record_stage, resolve_checkpoint
+from training.config import parse_args, train_command
+
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_RUN = ["--dataset", "kvasir", "--backbone", "mobilenetv2", "--backbone-options", '{"alpha": 0.35}',
              "--crop-size", "64", "--max-side", "96", "--batch-size", "4", "--validation-steps", "1",
@@ -45,6 +48,12 @@ def test_few_steps_on_real_images_lower_the_loss_and_resume(tmp_path):
     assert "resuming" in resumed.stdout
     assert len(_history(run_dir)) == 4
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 4
+
+    # Both stages are on record, so the card can replay them; resuming a stage unchanged (after
+    # --max-minutes stopped it) adds none.
+    stage_configs = [parse_args(common + ["--epochs", str(epochs)]).to_dict() for epochs in (3, 4)]
+    record_stage(run_dir, {**stage_configs[1], "max_minutes": 5.0}, from_epoch=4)
+    assert resolve_checkpoint(run_dir).training_commands == [train_command(c) for c in stage_configs]
 
 
 def _free_ports(count):
