@@ -44,13 +44,6 @@ def read_id_list(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def require_samples_exist(samples: list[Sample]) -> None:
-    """Fail at construction (not mid-epoch) when any listed image or mask is missing."""
-    for sample in samples:
-        require_path(sample.image_path, "image")
-        require_path(sample.mask_path, "mask")
-
-
 def class_id_lut(num_classes: int, ignored: tuple[int, ...] = (IGNORE_INDEX,)) -> np.ndarray:
     """Raw value -> class id for masks that already store class ids; `ignored` values -> 255."""
     lut = np.full(256, INVALID, dtype=np.int16)
@@ -115,6 +108,9 @@ class SegmentationDataset:
             raise ValueError(f"{self.name}: class count must be 1..254, got {len(self.classes)}")
         if not self.samples:
             raise ValueError(f"{self.name}: split {self.split!r} under {self.root} has no samples")
+        for sample in self.samples:  # fail at construction, not mid-epoch
+            require_path(sample.image_path, "image")
+            require_path(sample.mask_path, "mask")
 
     @property
     def num_classes(self) -> int:

@@ -14,7 +14,6 @@ from .base import (
     Sample,
     SegmentationDataset,
     require_path,
-    require_samples_exist,
 )
 
 FOLDER = "cityscapes"
@@ -63,7 +62,6 @@ def load(root: Path, split: str) -> SegmentationDataset:
         Sample(path, mask_dir / path.parent.name / path.name.replace(IMAGE_SUFFIX, MASK_SUFFIX))
         for path in sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
     ]
-    require_samples_exist(samples)
     return SegmentationDataset(
         name="cityscapes",
         root=root,

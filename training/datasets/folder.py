@@ -17,7 +17,6 @@ from .base import (
     pascal_colormap,
     read_id_list,
     require_path,
-    require_samples_exist,
 )
 
 FOLDER = None  # no default location: the caller always names the folder
@@ -52,7 +51,6 @@ def load(
     else:
         stems = list(images)
     samples = [Sample(images[stem], mask_dir / f"{stem}.png") for stem in stems]
-    require_samples_exist(samples)
     class_names = list(classes) if classes is not None else _read_classes(root)
     return SegmentationDataset(
         name="folder",

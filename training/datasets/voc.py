@@ -13,7 +13,6 @@ from .base import (
     class_id_lut,
     pascal_colormap,
     read_id_list,
-    require_samples_exist,
 )
 
 FOLDER = "VOCdevkit/VOC2012"
@@ -31,7 +30,6 @@ def load(root: Path, split: str) -> SegmentationDataset:
         Sample(root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png")
         for i in ids
     ]
-    require_samples_exist(samples)
     return SegmentationDataset(
         name="voc",
         root=root,
