@@ -34,21 +34,8 @@ class Checkpoint:
     @property
     def training_commands(self) -> list[str]:
         """The ``training.train`` commands that, run in order, reproduce these weights."""
-        stages_path = self.run_dir / STAGES_FILE
-        if stages_path.is_file():
-            return [stage["command"] for stage in json.loads(stages_path.read_text())]
-        return [train_command(self.config)]
-
-
-def record_stage(run_dir: Path, config: dict, from_epoch: int) -> None:
-    """Append this invocation to ``stages.json`` unless it repeats the last stage's command (a
-    stage interrupted by ``--max-minutes`` and resumed unchanged is still one stage)."""
-    stages_path = run_dir / STAGES_FILE
-    stages = json.loads(stages_path.read_text()) if stages_path.is_file() else []
-    command = train_command(config)
-    if not stages or stages[-1]["command"] != command:
-        stages.append({"from_epoch": from_epoch, "to_epoch": config["epochs"], "command": command})
-        stages_path.write_text(json.dumps(stages, indent=2) + "\n")
+        stages = _read_stages(self.run_dir)
+        return [_stage_command(stage) for stage in stages] if stages else [train_command(self.config)]
 
 
 def resolve_checkpoint(path: str | Path) -> Checkpoint:
@@ -92,3 +79,39 @@ def load_model(checkpoint: Checkpoint, input_size: tuple[int, int]):
                           backbone_options=config.get("backbone_options") or {}, **optional)
     model.load_weights(checkpoint.weights_path)
     return model
+
+
+def _stage_command(stage: dict) -> str:
+    """A stage cut short (by ``--max-minutes``, or a crash) before the next one began replays
+    with ``--stop-after-epoch``, so the next stage resumes from the same epoch."""
+    if stage["to_epoch"] < stage["epochs"]:
+        return f"{stage['command']} --stop-after-epoch {stage['to_epoch']}"
+    return stage["command"]
+
+
+def record_stage(run_dir: Path, config: dict, from_epoch: int) -> None:
+    """Start a stage in ``stages.json`` unless this invocation repeats the last stage's command
+    (a stage interrupted by ``--max-minutes`` and resumed unchanged is still one stage)."""
+    stages = _read_stages(run_dir)
+    command = train_command(config)
+    if not stages or stages[-1]["command"] != command:
+        stages.append({"command": command, "epochs": config["epochs"], "from_epoch": from_epoch,
+                       "to_epoch": from_epoch})
+        _write_stages(run_dir, stages)
+
+
+def record_epoch_done(run_dir: Path, epochs_done: int) -> None:
+    """Move the current stage's end to ``epochs_done`` (called after every epoch)."""
+    stages = _read_stages(run_dir)
+    if stages:
+        stages[-1]["to_epoch"] = epochs_done
+        _write_stages(run_dir, stages)
+
+
+def _read_stages(run_dir: Path) -> list[dict]:
+    path = run_dir / STAGES_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _write_stages(run_dir: Path, stages: list[dict]) -> None:
+    (run_dir / STAGES_FILE).write_text(json.dumps(stages, indent=2) + "\n")

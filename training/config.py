@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STRATEGIES = ("none", "mirrored", "multiworker")
-# When to stop, not what to train: left out of the command that reproduces a run.
-STOP_CONDITIONS = ("max_minutes",)
+# When to stop, not what to train: left out of a stage's command (its record says where it stopped).
+STOP_CONDITIONS = ("max_minutes", "stop_after_epoch")
 # Stated even at their default value: they tell a run's stages apart.
 ALWAYS_STATED = ("dataset", "epochs")
 OPTIMIZERS = ("sgd", "adamw")
@@ -59,6 +59,7 @@ class TrainConfig:
     strategy: str = "none"
     checkpoint_dir: str = "checkpoints"
     max_minutes: float | None = None
+    stop_after_epoch: int | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -70,6 +71,13 @@ class TrainConfig:
             raise ValueError(f"crop_size must be in [64, 1024], got {self.crop_size}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size and epochs must be >= 1")
+        if self.stop_after_epoch is not None and not 1 <= self.stop_after_epoch <= self.epochs:
+            raise ValueError(f"stop_after_epoch must be in [1, epochs], got {self.stop_after_epoch}")
+
+    @property
+    def last_epoch(self) -> int:
+        """Where this invocation stops; the learning-rate schedule still spans ``epochs``."""
+        return self.stop_after_epoch or self.epochs
 
     @property
     def run_dir(self) -> Path:

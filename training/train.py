@@ -4,7 +4,9 @@ A run lives in ``<checkpoint_dir>/<run_name>/``: the resolved ``config.json``, `
 (model + optimizer, written every epoch) with ``state.json`` (epochs done) for resuming,
 ``best.weights.h5`` (best validation score), ``history.csv`` and ``tensorboard/``. Running the
 same command again resumes where the last run stopped, so a long training survives the end of a
-session; ``--max-minutes`` stops cleanly at an epoch boundary before a deadline.
+session; ``--max-minutes`` stops cleanly at an epoch boundary before a deadline. Rerunning with a
+longer ``--epochs`` continues the run as a new stage (a warm restart of the cosine schedule);
+``stages.json`` records every stage's command and the epochs it ran, for the model card.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training.checkpoint import record_stage  # noqa: E402
+from training.checkpoint import record_epoch_done, record_stage  # noqa: E402
 from training.config import TrainConfig, parse_args  # noqa: E402
 from training.datasets import class_pixel_counts, get_dataset, make_pipeline  # noqa: E402
 from training.datasets.augment import AugmentConfig  # noqa: E402
@@ -55,6 +57,7 @@ class RunState(keras.callbacks.Callback):
         if self.write:
             state = {"epochs_done": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}
             (self.run_dir / "state.json").write_text(json.dumps(state, indent=2))
+            record_epoch_done(self.run_dir, epoch + 1)
         elapsed = time.monotonic() - self.started
         if self.max_seconds and elapsed + (time.monotonic() - self.epoch_started) > self.max_seconds:
             print(f"\nstopping after epoch {epoch + 1}: --max-minutes budget reached", flush=True)
@@ -156,7 +159,7 @@ def train(config: TrainConfig) -> dict:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(run_dir / "last.weights.h5")
         print(f"resuming {run_dir} after epoch {initial_epoch}", flush=True)
-    if initial_epoch >= config.epochs:
+    if initial_epoch >= config.last_epoch:
         print(f"{run_dir} already trained for {initial_epoch} epochs", flush=True)
         return {"epochs_done": initial_epoch}
     if is_chief:
@@ -177,7 +180,7 @@ def train(config: TrainConfig) -> dict:
         RunState(write_dir, write=is_chief, max_minutes=config.max_minutes),
     ]
     history = model.fit(
-        train_data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+        train_data, epochs=config.last_epoch, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
         validation_data=val_data if validate else None, validation_steps=validation_steps if validate else None,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,

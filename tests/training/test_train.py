@@ -32,13 +32,14 @@ def _history(run_dir: Path) -> list[dict]:
 
 def test_few_steps_on_real_images_lower_the_loss_and_resume(tmp_path):
     common = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "tiny", "--steps-per-epoch", "8"]
-    first = _run_training(common + ["--epochs", "3"])
+    # Stage 1 stops after 3 of its 5 scheduled epochs; stage 2 resumes it with a 4-epoch schedule.
+    first = _run_training(common + ["--epochs", "5", "--stop-after-epoch", "3"])
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = tmp_path / "tiny"
     history = _history(run_dir)
     assert len(history) == 3
     assert history[-1]["loss"] < history[0]["loss"]
-    for name in ("config.json", "best.weights.h5", "last.weights.h5", "state.json"):
+    for name in ("config.json", "best.weights.h5", "last.weights.h5", "state.json", "stages.json"):
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["classes"] == ["background", "polyp"] and config["crop_size"] == 64
@@ -49,11 +50,12 @@ def test_few_steps_on_real_images_lower_the_loss_and_resume(tmp_path):
     assert len(_history(run_dir)) == 4
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 4
 
-    # Both stages are on record, so the card can replay them; resuming a stage unchanged (after
-    # --max-minutes stopped it) adds none.
-    stage_configs = [parse_args(common + ["--epochs", str(epochs)]).to_dict() for epochs in (3, 4)]
-    record_stage(run_dir, {**stage_configs[1], "max_minutes": 5.0}, from_epoch=4)
-    assert resolve_checkpoint(run_dir).training_commands == [train_command(c) for c in stage_configs]
+    # Both stages are on record, the cut-short one with where it stopped, so the model card
+    # replays exactly these epochs; resuming a stage unchanged adds no stage.
+    first_stage, second_stage = (train_command(parse_args(common + ["--epochs", epochs]).to_dict())
+                                 for epochs in ("5", "4"))
+    record_stage(run_dir, {**parse_args(common + ["--epochs", "4"]).to_dict(), "max_minutes": 5.0}, from_epoch=4)
+    assert resolve_checkpoint(run_dir).training_commands == [f"{first_stage} --stop-after-epoch 3", second_stage]
 
 
 def _free_ports(count):
