@@ -1,5 +1,6 @@
 """Soak: SOAK_REQUESTS requests (`make soak`: 10,000) of mixed kinds from a few keep-alive clients; after
-warm-up the server tree's resident memory grows less than 5 % and its open file descriptors do not grow.
+warm-up the server tree's median resident memory grows less than 5 % (first vs last quarter of the
+samples) and its open file descriptors do not grow.
 
 Skipped unless SOAK_REQUESTS is set: it runs for minutes (tiny models) to most of an hour (512x512
 models on 2 CPU cores). Bounded by SOAK_MAX_SECONDS (default 3600) and loopback only.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import statistics
 import threading
 import time
 
@@ -98,9 +100,14 @@ def test_soak_memory_and_file_descriptors_stay_flat(service_factory, cards, kvas
     assert done == REQUESTS, f"only {done} of {REQUESTS} requests within {MAX_SECONDS:.0f} s"
     assert samples, "the soak finished before any sample after warm-up"
     baseline = samples[0]
-    growth = final[1] / baseline[1] - 1
-    print(f"soak: {done} requests; after warm-up ({baseline[0]}) resident {baseline[1] / 2**20:.1f} -> "
-          f"{final[1] / 2**20:.1f} MiB ({growth:+.1%}), peak {max(s[1] for s in samples) / 2**20:.1f} MiB; "
-          f"open fds {baseline[2]} -> {final[2]}")
+    # Resident memory of 512x512 models swings by about +-10 % between one-second samples (ORT's
+    # arena, the CRF workers), so a leak is a rise of the median from the first to the last quarter.
+    quarter = max(1, len(samples) // 4)
+    early = statistics.median(s[1] for s in samples[:quarter])
+    late = statistics.median([s[1] for s in samples[-quarter:]] + [final[1]])
+    growth = late / early - 1
+    print(f"soak: {done} requests; median resident after warm-up ({baseline[0]}) {early / 2**20:.1f} -> "
+          f"last quarter {late / 2**20:.1f} MiB ({growth:+.1%}), peak {max(s[1] for s in samples) / 2**20:.1f} "
+          f"MiB; open fds {baseline[2]} -> {final[2]}")
     assert growth < MAX_GROWTH, f"resident memory grew {growth:.1%} after warm-up: {samples[::10]}"
     assert final[2] <= baseline[2], f"file descriptors grew from {baseline[2]} to {final[2]}"
