@@ -54,6 +54,7 @@ def test_predicted_masks_come_back_at_each_images_own_size(onnx_path):
         assert labels.shape == image.shape[:2] and labels.dtype == np.uint8
 
 
+@pytest.mark.usefixtures("real_data_root")
 @pytest.mark.parametrize("size", [(256, 256), (128, 320)])
 def test_letterbox_keeps_aspect_ratio_and_maps_a_mask_back_onto_its_pixels(size):
     dataset = get_dataset("kvasir", split="val")

@@ -30,6 +30,7 @@ def _history(run_dir: Path) -> list[dict]:
     return [dict(zip(header, map(float, line.split(",")))) for line in lines[1:]]
 
 
+@pytest.mark.usefixtures("real_data_root")
 def test_few_steps_on_real_images_lower_the_loss_and_resume(tmp_path):
     common = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "tiny", "--steps-per-epoch", "8"]
     # Stage 1 stops after 3 of its 5 scheduled epochs; stage 2 resumes it with a 4-epoch schedule.
@@ -68,6 +69,7 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.usefixtures("real_data_root")
 def test_two_multiworker_processes_train_one_model(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     args = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "mw", "--strategy", "multiworker",
