@@ -19,6 +19,7 @@ from training.config import train_command
 WEIGHT_FILES = ("best.weights.h5", "last.weights.h5")
 REQUIRED_CONFIG_KEYS = ("dataset", "num_classes", "classes", "palette", "backbone")
 STAGES_FILE = "stages.json"
+STATE_FILE = "state.json"
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,11 @@ class Checkpoint:
     def training_commands(self) -> list[str]:
         """The ``training.train`` commands that, run in order, reproduce these weights."""
         stages = _read_stages(self.run_dir)
-        return [_stage_command(stage) for stage in stages] if stages else [train_command(self.config)]
+        if not stages:
+            return [train_command(self.config)]
+        # A stage ends where the next one began; the last one where the run is now.
+        ends = [stage["from_epoch"] for stage in stages[1:]] + [epochs_done(self.run_dir)]
+        return [_stage_command(stage, end) for stage, end in zip(stages, ends)]
 
 
 def resolve_checkpoint(path: str | Path) -> Checkpoint:
@@ -81,11 +86,17 @@ def load_model(checkpoint: Checkpoint, input_size: tuple[int, int]):
     return model
 
 
-def _stage_command(stage: dict) -> str:
+def epochs_done(run_dir: Path) -> int:
+    """Epochs the run has finished (``state.json``, written after every epoch); 0 for a new run."""
+    path = run_dir / STATE_FILE
+    return json.loads(path.read_text())["epochs_done"] if path.is_file() else 0
+
+
+def _stage_command(stage: dict, end_epoch: int) -> str:
     """A stage cut short (by ``--max-minutes``, or a crash) before the next one began replays
     with ``--stop-after-epoch``, so the next stage resumes from the same epoch."""
-    if stage["to_epoch"] < stage["epochs"]:
-        return f"{stage['command']} --stop-after-epoch {stage['to_epoch']}"
+    if end_epoch < stage["epochs"]:
+        return f"{stage['command']} --stop-after-epoch {end_epoch}"
     return stage["command"]
 
 
@@ -95,16 +106,7 @@ def record_stage(run_dir: Path, config: dict, from_epoch: int) -> None:
     stages = _read_stages(run_dir)
     command = train_command(config)
     if not stages or stages[-1]["command"] != command:
-        stages.append({"command": command, "epochs": config["epochs"], "from_epoch": from_epoch,
-                       "to_epoch": from_epoch})
-        _write_stages(run_dir, stages)
-
-
-def record_epoch_done(run_dir: Path, epochs_done: int) -> None:
-    """Move the current stage's end to ``epochs_done`` (called after every epoch)."""
-    stages = _read_stages(run_dir)
-    if stages:
-        stages[-1]["to_epoch"] = epochs_done
+        stages.append({"command": command, "epochs": config["epochs"], "from_epoch": from_epoch})
         _write_stages(run_dir, stages)
 
 

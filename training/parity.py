@@ -67,4 +67,3 @@ def validation_images(recipe: dict, count: int, size: tuple[int, int], root: str
     service feeds them: the images every export and engine is checked on."""
     dataset = get_dataset(recipe["dataset"], root=root, split=recipe.get("val_split", "val"))
     return np.stack([letterbox(dataset.load_image(sample.image_path), size)[0] for sample in dataset.samples[:count]])
-

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training.checkpoint import record_epoch_done, record_stage  # noqa: E402
+from training.checkpoint import STATE_FILE, epochs_done, record_stage  # noqa: E402
 from training.config import TrainConfig, parse_args  # noqa: E402
 from training.datasets import class_pixel_counts, get_dataset, make_pipeline  # noqa: E402
 from training.datasets.augment import AugmentConfig  # noqa: E402
@@ -56,8 +56,7 @@ class RunState(keras.callbacks.Callback):
         self.model.save_weights(self.run_dir / "last.weights.h5")
         if self.write:
             state = {"epochs_done": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}
-            (self.run_dir / "state.json").write_text(json.dumps(state, indent=2))
-            record_epoch_done(self.run_dir, epoch + 1)
+            (self.run_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         elapsed = time.monotonic() - self.started
         if self.max_seconds and elapsed + (time.monotonic() - self.epoch_started) > self.max_seconds:
             print(f"\nstopping after epoch {epoch + 1}: --max-minutes budget reached", flush=True)
@@ -152,10 +151,8 @@ def train(config: TrainConfig) -> dict:
     if config.strategy == "multiworker":
         patch_keras_for_multiworker(model, strategy)
 
-    initial_epoch = 0
-    state_path = run_dir / "state.json"
-    if state_path.is_file() and (run_dir / "last.weights.h5").is_file():
-        initial_epoch = json.loads(state_path.read_text())["epochs_done"]
+    initial_epoch = epochs_done(run_dir) if (run_dir / "last.weights.h5").is_file() else 0
+    if initial_epoch:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(run_dir / "last.weights.h5")
         print(f"resuming {run_dir} after epoch {initial_epoch}", flush=True)
