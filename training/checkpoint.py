@@ -34,13 +34,16 @@ class Checkpoint:
 
     @property
     def training_commands(self) -> list[str]:
-        """The ``training.train`` commands that, run in order, reproduce these weights."""
+        """The ``training.train`` commands that, run in order, reproduce these weights: those of
+        the run it was fine-tuned from (``init_weights``) first, then each of its own stages."""
+        parent = self.config.get("init_weights")
+        before = resolve_checkpoint(parent).training_commands if parent else []
         stages = _read_stages(self.run_dir)
         if not stages:
-            return [train_command(self.config)]
+            return [*before, train_command(self.config)]
         # A stage ends where the next one began; the last one where the run is now.
         ends = [stage["from_epoch"] for stage in stages[1:]] + [epochs_done(self.run_dir)]
-        return [_stage_command(stage, end) for stage, end in zip(stages, ends)]
+        return [*before, *(_stage_command(stage, end) for stage, end in zip(stages, ends))]
 
 
 def resolve_checkpoint(path: str | Path) -> Checkpoint:

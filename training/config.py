@@ -61,6 +61,9 @@ class TrainConfig:
     max_minutes: float | None = None
     stop_after_epoch: int | None = None
     seed: int = 0
+    # Fine-tuning: a new run that starts from another run's model weights (fresh optimizer and
+    # schedule), e.g. to continue at a larger crop size with its own validation scores.
+    init_weights: str | None = None
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:

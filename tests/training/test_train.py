@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from training.checkpoint import record_stage, resolve_checkpoint
+from training.checkpoint import load_model, record_stage, resolve_checkpoint
 from training.config import parse_args, train_command
+from training.model_card import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_RUN = ["--dataset", "kvasir", "--backbone", "mobilenetv2", "--backbone-options", '{"alpha": 0.35}',
@@ -57,6 +58,25 @@ def test_few_steps_on_real_images_lower_the_loss_and_resume(tmp_path):
                                  for epochs in ("5", "4"))
     record_stage(run_dir, {**parse_args(common + ["--epochs", "4"]).to_dict(), "max_minutes": 5.0}, from_epoch=4)
     assert resolve_checkpoint(run_dir).training_commands == [f"{first_stage} --stop-after-epoch 3", second_stage]
+
+    # A fine-tuning run at a larger crop starts from this run's best weights. At learning rate 0
+    # its convolution kernels stay exactly the loaded ones (only BN statistics move), and its
+    # reproduce commands are the parent's followed by its own.
+    fine_tune_args = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "tiny-ft", "--init-weights",
+                                  str(run_dir), "--crop-size", "96", "--epochs", "1", "--steps-per-epoch", "1",
+                                  "--learning-rate", "0", "--final-learning-rate", "0"]
+    fine_tune = _run_training(fine_tune_args)
+    assert fine_tune.returncode == 0, fine_tune.stderr[-3000:]
+    parent, child = resolve_checkpoint(run_dir), resolve_checkpoint(tmp_path / "tiny-ft" / "last.weights.h5")
+    assert child.config["init_weights_sha256"] == sha256_file(parent.weights_path)
+    kernels = _kernels(parent)
+    assert len(kernels) > 50 and kernels == _kernels(child)
+    assert child.training_commands == [*parent.training_commands, train_command(parse_args(fine_tune_args).to_dict())]
+
+
+def _kernels(checkpoint) -> list[bytes]:
+    model = load_model(checkpoint, (64, 64))
+    return [weight.numpy().tobytes() for weight in model.weights if weight.path.endswith("kernel")]
 
 
 def _free_ports(count):
