@@ -18,17 +18,14 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
                                            dtype="float32", name="confusion")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        valid = ops.reshape(ops.sum(ops.cast(y_true, "float32"), axis=-1), (-1,))
-        truth = ops.reshape(ops.argmax(y_true, axis=-1), (-1,))
-        predicted = ops.reshape(ops.argmax(y_pred, axis=-1), (-1,))
-        index = ops.cast(truth * self.num_classes + predicted, "int32")
-        counts = ops.bincount(index, weights=valid, minlength=self.num_classes * self.num_classes)
-        counts = ops.reshape(ops.cast(counts, "float32")[: self.num_classes * self.num_classes],
-                             (self.num_classes, self.num_classes))
-        self.confusion.assign_add(counts)
+        # truth^T @ predicted one-hots counts every (true, predicted) pair; ignored pixels have an
+        # all-zero truth row. (``ops.bincount`` would need a static length under JAX's jit.)
+        truth = ops.reshape(ops.cast(y_true, "float32"), (-1, self.num_classes))
+        predicted = ops.one_hot(ops.reshape(ops.argmax(y_pred, axis=-1), (-1,)), self.num_classes, dtype="float32")
+        self.confusion.assign_add(ops.matmul(ops.transpose(truth), predicted))
 
     def reset_state(self):
-        self.confusion.assign(ops.zeros_like(self.confusion))
+        self.confusion.assign(ops.zeros((self.num_classes, self.num_classes), dtype="float32"))
 
     def _iou_and_dice(self):
         true_positive = ops.diagonal(self.confusion)

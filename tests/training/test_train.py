@@ -1,6 +1,7 @@
 """End-to-end training on real images: the loss goes down, runs resume, and two
 MultiWorkerMirrored worker processes train one shared model."""
 
+import importlib.util
 import json
 import os
 import socket
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training.checkpoint import load_model, record_stage, resolve_checkpoint
@@ -124,3 +126,22 @@ def test_resumed_run_keeps_the_earlier_best_score(tmp_path):
     (tmp_path / "history.csv").write_text("epoch,loss,val_dice\n0,0.9,0.41\n1,0.8,0.57\n2,0.7,0.52\n")
     assert _best_so_far(tmp_path, "val_dice") == 0.57
     assert _best_so_far(tmp_path, "val_miou") is None
+
+
+@pytest.mark.usefixtures("real_data_root")
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed in this environment")
+def test_jax_backend_trains_resumes_and_writes_weights_tensorflow_loads(tmp_path):
+    """The GPU machines have JAX, not TensorFlow: training must run on Keras's JAX backend, and its
+    checkpoint must load into the TensorFlow-backed export and evaluation code."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    common = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "jax", "--steps-per-epoch", "8"]
+    first = _run_training(common + ["--epochs", "3", "--stop-after-epoch", "2"], env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = _run_training(common + ["--epochs", "3"], env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    history = _history(tmp_path / "jax")
+    assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
+    model = load_model(resolve_checkpoint(tmp_path / "jax"), (64, 64))
+    logits = model(np.zeros((1, 64, 64, 3), "float32"))
+    assert tuple(logits.shape) == (1, 64, 64, 2)
