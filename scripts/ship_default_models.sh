@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Evaluate the trained default runs on their val split and export them into engines/
-# (ONNX + model card; SavedModel and TFLite under saved_model/<name>/). Usage:
-#   scripts/ship_default_models.sh [polyp] [camvid]
+# (ONNX + model card; SavedModel and TFLite under saved_model/<run>/). Each argument is a model
+# name, or name=run when the shipped model comes from a run of another name (a fine-tuning run):
+#   scripts/ship_default_models.sh [polyp[=run]] [camvid[=run]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
-for name in "${@:-polyp camvid}"; do
-  for run in $name; do
+for spec in "${@:-polyp camvid}"; do
+  for model in $spec; do
+    name=${model%%=*}
+    run=${model#*=}
     "$python" -m training.evaluate --checkpoint_path "checkpoints/$run" --split val --no-progress
     "$python" training/export_model.py --checkpoint_path "checkpoints/$run" --output_dir "saved_model/$run" \
-      --onnx --tflite --name "$run" --engines-dir engines
+      --onnx --tflite --name "$name" --engines-dir engines
   done
 done
