@@ -32,9 +32,9 @@ from training.datasets import class_pixel_counts, get_dataset, make_pipeline  # 
 from training.datasets.augment import AugmentConfig  # noqa: E402
 from training.distribute import make_strategy, patch_keras_for_multiworker, worker_role  # noqa: E402
 from training.losses import class_weights_from_counts, make_loss  # noqa: E402
-from training.model_card import sha256_file  # noqa: E402
 from training.fit_metrics import ForegroundDice, MeanIoU  # noqa: E402
 from training.model import build_deeplab  # noqa: E402
+from training.model_card import sha256_file  # noqa: E402
 from training.schedule import WarmupCosine  # noqa: E402
 
 
@@ -107,17 +107,6 @@ def _make_optimizer(config: TrainConfig, total_steps: int, warmup_steps: int):
     return keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=config.weight_decay)
 
 
-def _load_model_weights(model: keras.Model, source: str) -> None:
-    """Another run's weights (its directory, or a ``.weights.h5`` file) into a fresh, not yet
-    compiled model: the saved optimizer state is skipped, so a fine-tuning run starts with its
-    own optimizer and learning-rate schedule."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*optimizer.*")
-        model.load_weights(resolve_checkpoint(source).weights_path)
-
-
 def train(config: TrainConfig) -> dict:
     """Run (or resume) training; returns the final epoch's logs plus run facts."""
     keras.utils.set_random_seed(config.seed)
@@ -131,8 +120,11 @@ def train(config: TrainConfig) -> dict:
     train_set = get_dataset(config.dataset, root=config.data_root, split=config.train_split)
     val_set = get_dataset(config.dataset, root=config.data_root, split=config.val_split)
     info = _resolve_class_info(config, train_set, run_dir)
-    if config.init_weights:
-        info["init_weights_sha256"] = sha256_file(resolve_checkpoint(config.init_weights).weights_path)
+    # Fine-tuning starts from another run's weights; its saved optimizer state is not loaded (the
+    # model is not compiled yet), so this run gets a fresh optimizer and schedule.
+    init_weights = resolve_checkpoint(config.init_weights).weights_path if config.init_weights else None
+    if init_weights:
+        info["init_weights_sha256"] = sha256_file(init_weights)
     if is_chief:
         (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), **info}, indent=2))
 
@@ -157,8 +149,8 @@ def train(config: TrainConfig) -> dict:
             sync_batchnorm=config.strategy != "none", gradient_checkpointing=config.gradient_checkpointing,
             bn_momentum=config.bn_momentum,
         )
-        if config.init_weights:
-            _load_model_weights(model, config.init_weights)
+        if init_weights:
+            model.load_weights(init_weights)
         model.compile(
             optimizer=_make_optimizer(config, total_steps, warmup_steps),
             loss=make_loss(config.loss, info.get("class_weights")),
