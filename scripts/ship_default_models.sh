@@ -2,11 +2,11 @@
 # Evaluate the trained default runs on their val split and export them into engines/
 # (ONNX + model card; SavedModel and TFLite under saved_model/<run>/). Each argument is a model
 # name, or name=run when the shipped model comes from a run of another name (a fine-tuning run):
-#   scripts/ship_default_models.sh [polyp[=run]] [camvid[=run]]
+#   scripts/ship_default_models.sh [polyp[=run]] [camvid[=run]]   (default: the shipped runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
-for spec in "${@:-polyp camvid}"; do
+for spec in "${@:-polyp=polyp-384 camvid=camvid-512}"; do
   for model in $spec; do
     name=${model%%=*}
     run=${model#*=}
