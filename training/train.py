@@ -123,9 +123,9 @@ def train(config: TrainConfig) -> dict:
     # Fine-tuning starts from another run's weights; its saved optimizer state is not loaded (the
     # model is not compiled yet), so this run gets a fresh optimizer and schedule.
     init_weights = resolve_checkpoint(config.init_weights).weights_path if config.init_weights else None
-    if init_weights and init_weights.parent.resolve() == run_dir.resolve():
-        raise ValueError(f"--init-weights {config.init_weights} is this run itself; fine-tune into a new --run-name")
     if init_weights:
+        if init_weights.parent.resolve() == run_dir.resolve():
+            raise ValueError(f"--init-weights {config.init_weights} is this run itself; fine-tune into a new --run-name")
         info["init_weights_sha256"] = sha256_file(init_weights)
     if is_chief:
         (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), **info}, indent=2))
