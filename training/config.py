@@ -42,6 +42,8 @@ class TrainConfig:
     max_side: int | None = 512
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     max_rotation_degrees: float = 15.0
+    vertical_flip: bool = False
+    color_jitter: float = 0.0
     cache: bool = True
     batch_size: int = 8
     epochs: int = 30

@@ -134,7 +134,8 @@ def train(config: TrainConfig) -> dict:
     steps_per_epoch = config.steps_per_epoch or math.ceil(len(train_set.samples) / global_batch)
     validation_steps = config.validation_steps or math.ceil(len(val_set.samples) / global_batch)
     augmentation = AugmentConfig(scale_range=tuple(config.scale_range),
-                                 max_rotation_degrees=config.max_rotation_degrees)
+                                 max_rotation_degrees=config.max_rotation_degrees,
+                                 vertical_flip=config.vertical_flip, color_jitter=config.color_jitter)
     train_data = make_pipeline(train_set, config.crop_size, global_batch, augment=True, shuffle=True,
                                repeat=True, seed=config.seed, max_side=config.max_side, cache=config.cache,
                                augment_config=augmentation)

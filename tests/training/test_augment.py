@@ -16,6 +16,7 @@ from training.datasets.augment import (
     apply_transform,
     augment,
     letterbox,
+    random_transform,
 )
 
 from .conftest import save_gray
@@ -72,6 +73,21 @@ def test_flip_alone_mirrors_both_exactly():
     out_image, out_mask = run(Transform(flip=True), (96, 128))
     np.testing.assert_array_equal(out_mask, mask[:, ::-1])
     np.testing.assert_allclose(out_image, image[:, ::-1], atol=1e-3)
+
+
+def test_vertical_flip_alone_mirrors_both_upside_down_exactly():
+    image, mask = drawn_pair()
+    out_image, out_mask = run(Transform(vertical_flip=True), (96, 128))
+    np.testing.assert_array_equal(out_mask, mask[::-1])
+    np.testing.assert_allclose(out_image, image[::-1], atol=1e-3)
+
+
+def test_both_flips_with_rotation_and_scale_stay_aligned():
+    transform = Transform(scale=0.9, angle=np.radians(12.0), flip=True, vertical_flip=True)
+    image, mask = run(transform, (86, 115))
+    assert agreement(image, mask) > 0.99
+    both_flipped = run(Transform(flip=True, vertical_flip=True), (96, 128))[1]
+    np.testing.assert_array_equal(both_flipped, drawn_pair()[1][::-1, ::-1])
 
 
 def test_crop_alone_slices_both_exactly():
@@ -137,6 +153,36 @@ def test_same_seed_same_augmentation_other_seed_differs():
     other = augment(image, mask, tf.constant([3, 4], tf.int64), 64, config)
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.array_equal(first[1], other[1])
+
+
+def test_vertical_flips_are_drawn_only_when_enabled_and_leave_other_draws_unchanged():
+    image, mask = (tf.constant(a) for a in drawn_pair())
+    upside_down = 0
+    for seed in range(12):
+        seed = tf.constant([seed, 5], tf.int64)
+        plain = random_transform(seed, tf.shape(mask), (96, 128), AugmentConfig())
+        drawn = random_transform(seed, tf.shape(mask), (96, 128), AugmentConfig(vertical_flip=True))
+        assert not plain.vertical_flip
+        for name in ("scale", "angle", "flip", "offset"):  # old runs keep their augmentation
+            np.testing.assert_array_equal(getattr(drawn, name), getattr(plain, name))
+        upside_down += bool(drawn.vertical_flip)
+        flipped_pair = augment(image, mask, seed, (96, 128), AugmentConfig(vertical_flip=True))
+        assert agreement(*flipped_pair) > 0.99
+    assert 2 <= upside_down <= 10
+
+
+def test_colour_jitter_changes_the_image_only_and_repeats_with_the_seed():
+    image, mask = (tf.constant(a) for a in drawn_pair())
+    seed = tf.constant([3, 9], tf.int64)
+    plain_image, plain_mask = augment(image, mask, seed, 64, AugmentConfig())
+    config = AugmentConfig(color_jitter=0.4)
+    jittered_image, jittered_mask = augment(image, mask, seed, 64, config)
+    np.testing.assert_array_equal(jittered_mask, plain_mask)
+    assert np.abs(jittered_image.numpy() - plain_image.numpy()).mean() > 1.0
+    assert 0.0 <= jittered_image.numpy().min() and jittered_image.numpy().max() <= 255.0
+    np.testing.assert_array_equal(augment(image, mask, seed, 64, config)[0], jittered_image)
+    with pytest.raises(ValueError, match="color_jitter"):
+        AugmentConfig(color_jitter=1.0)
 
 
 def test_letterbox_keeps_aspect_and_pads_with_ignore():

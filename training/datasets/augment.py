@@ -1,10 +1,13 @@
-"""Geometric augmentation that always moves an image and its mask together.
+"""Augmentation that always moves an image and its mask together.
 
-Random scale, rotation about the centre, horizontal flip and crop are folded into ONE affine map
+Random scale, rotation about the centre, horizontal (and optionally vertical) flip and crop are
+folded into ONE affine map
 per sample, applied by one projective-transform op per tensor: bilinear for the image, nearest
 for the mask (class ids are never blended). Only the crop's pixels are computed, so the cost does
 not grow with the random scale. Pixels with no source (padding, rotated-in corners) get mid-grey
 (127.5, i.e. 0 after normalisation) in the image and the ignore label 255 in the mask.
+Optional colour jitter (brightness, contrast, saturation) changes the image alone, before the warp,
+so the padding stays mid-grey.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.5, 2.0)
     max_rotation_degrees: float = 15.0
     horizontal_flip: bool = True
+    # Off by default: street scenes have an up; endoscopy frames (Kvasir) do not.
+    vertical_flip: bool = False
+    # Strength s of brightness, contrast and saturation factors drawn from [1 - s, 1 + s].
+    color_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         low, high = self.scale_range
@@ -33,11 +40,14 @@ class AugmentConfig:
             raise ValueError(
                 f"max_rotation_degrees must be in [0, 90), got {self.max_rotation_degrees}"
             )
+        if not 0 <= self.color_jitter < 1:
+            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
 
 
 @dataclass(frozen=True)
 class Transform:
-    """Scale, then rotate by `angle` radians about the centre, then flip, then crop at `offset`.
+    """Scale, then rotate by `angle` radians about the centre, then flip (left-right and/or
+    up-down), then crop at `offset`.
 
     `offset` (top, left) is the crop's corner in the scaled image; negative or past-the-end
     offsets pad. Fields may be Python numbers or scalar tensors.
@@ -46,6 +56,7 @@ class Transform:
     scale: float | tf.Tensor = 1.0
     angle: float | tf.Tensor = 0.0
     flip: bool | tf.Tensor = False
+    vertical_flip: bool | tf.Tensor = False
     offset: tuple[float | tf.Tensor, float | tf.Tensor] = (0.0, 0.0)
 
 
@@ -63,20 +74,23 @@ def output_to_input_matrix(input_hw: tf.Tensor, transform: Transform) -> tf.Tens
     """The 8 projective coefficients mapping an output (crop) pixel to its source pixel.
 
     Pixel centres sit at integer coordinates; scaling and rotation are about the image centre,
-    so x_in - c_in = R(-angle) F (x_crop + offset - c_scaled) / scale.
+    so x_in - c_in = R(-angle) F (x_crop + offset - c_scaled) / scale, F = diag(+-1, +-1).
     """
     height, width = tf.unstack(tf.cast(input_hw, tf.float32))
     scale = tf.cast(transform.scale, tf.float32)
     angle = tf.cast(transform.angle, tf.float32)
     cos, sin = tf.cos(angle), tf.sin(angle)
-    mirror = tf.where(tf.cast(transform.flip, tf.bool), -1.0, 1.0)
+    mirror_x = tf.where(tf.cast(transform.flip, tf.bool), -1.0, 1.0)
+    mirror_y = tf.where(tf.cast(transform.vertical_flip, tf.bool), -1.0, 1.0)
     top, left = (tf.cast(v, tf.float32) for v in transform.offset)
     dx = left - (width * scale - 1.0) / 2.0  # crop origin relative to the scaled image's centre
     dy = top - (height * scale - 1.0) / 2.0
     centre_x, centre_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
     return tf.stack([
-        cos * mirror / scale, sin / scale, centre_x + (cos * mirror * dx + sin * dy) / scale,
-        -sin * mirror / scale, cos / scale, centre_y + (-sin * mirror * dx + cos * dy) / scale,
+        cos * mirror_x / scale, sin * mirror_y / scale,
+        centre_x + (cos * mirror_x * dx + sin * mirror_y * dy) / scale,
+        -sin * mirror_x / scale, cos * mirror_y / scale,
+        centre_y + (-sin * mirror_x * dx + cos * mirror_y * dy) / scale,
         0.0, 0.0,
     ])  # fmt: skip
 
@@ -115,7 +129,31 @@ def random_transform(
     slack = tf.cast(input_hw, tf.float32) * scale - tf.constant(crop_shape(crop_size), tf.float32)
     fraction = tf.random.stateless_uniform([2], crop_seed)
     offset = tf.floor(tf.minimum(slack, 0.0) + fraction * tf.abs(slack))
-    return Transform(scale=scale, angle=angle, flip=flip, offset=(offset[0], offset[1]))
+    # Drawn from a folded seed, so runs without it keep the draws they always had.
+    vertical_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    vertical_flip = tf.logical_and(
+        config.vertical_flip, tf.random.stateless_uniform([], vertical_seed) < 0.5
+    )
+    return Transform(
+        scale=scale, angle=angle, flip=flip, vertical_flip=vertical_flip,
+        offset=(offset[0], offset[1]),
+    )  # fmt: skip
+
+
+def jitter_colours(image: tf.Tensor, seed: tf.Tensor, strength: float) -> tf.Tensor:
+    """Brightness, then contrast (about the image mean), then saturation (about each pixel's
+    grey) of a 0..255 image, each factor drawn from [1 - strength, 1 + strength].
+
+    Lighting and colour vary between endoscopes and cameras; the mask does not change with them.
+    """
+    brightness, contrast, saturation = tf.unstack(
+        tf.random.stateless_uniform([3], seed, 1.0 - strength, 1.0 + strength)
+    )
+    image = tf.cast(image, tf.float32) * brightness
+    image = (image - tf.reduce_mean(image)) * contrast + tf.reduce_mean(image)
+    grey = tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+    image = grey + (image - grey) * saturation
+    return tf.clip_by_value(image, 0.0, 255.0)
 
 
 def augment(
@@ -125,8 +163,12 @@ def augment(
     crop_size: int | tuple[int, int],
     config: AugmentConfig = AugmentConfig(),
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """One random scale/rotate/flip/crop of an (image, mask) pair, reproducible from `seed`."""
+    """One random scale/rotate/flip/crop (and colour jitter) of an (image, mask) pair,
+    reproducible from `seed`."""
     transform = random_transform(seed, tf.shape(mask)[:2], crop_size, config)
+    if config.color_jitter:
+        colour_seed = tf.random.experimental.stateless_fold_in(seed, 2)
+        image = jitter_colours(image, colour_seed, config.color_jitter)
     return apply_transform(image, mask, transform, crop_size)
 
 
