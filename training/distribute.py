@@ -9,14 +9,31 @@ path serves every strategy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import keras
 
 
+class SingleDevice:
+    """Stands in for a strategy on backends other than TensorFlow: one replica, no scope."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
 def make_strategy(name: str):
-    """The strategy for ``none``, ``mirrored`` or ``multiworker`` (cluster from TF_CONFIG)."""
+    """The strategy for ``none``, ``mirrored`` or ``multiworker`` (cluster from TF_CONFIG).
+
+    tf.distribute exists on the TensorFlow backend only; elsewhere (JAX) a run is one device.
+    """
+    if keras.backend.backend() != "tensorflow":
+        if name != "none":
+            raise SystemExit(f"--strategy {name} needs KERAS_BACKEND=tensorflow (tf.distribute)")
+        return SingleDevice()
     import tensorflow as tf
 
     if name == "mirrored":

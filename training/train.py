@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from training.checkpoint import STATE_FILE, epochs_done, record_stage, resolve_checkpoint  # noqa: E402
 from training.config import TrainConfig, parse_args  # noqa: E402
-from training.datasets import class_pixel_counts, get_dataset, make_pipeline  # noqa: E402
+from training.datasets import class_pixel_counts, get_dataset  # noqa: E402
 from training.datasets.augment import AugmentConfig  # noqa: E402
 from training.distribute import make_strategy, patch_keras_for_multiworker, worker_role  # noqa: E402
 from training.losses import class_weights_from_counts, make_loss  # noqa: E402
@@ -107,6 +107,29 @@ def _make_optimizer(config: TrainConfig, total_steps: int, warmup_steps: int):
     return keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=config.weight_decay)
 
 
+def _input_pipelines(config: TrainConfig, train_set, val_set, global_batch: int,
+                     augmentation: AugmentConfig, first_batch: int):
+    """(training stream, validation pass): tf.data where tf.distribute may shard it, a Keras
+    PyDataset on other backends (a GPU machine with JAX but no TensorFlow)."""
+    if keras.backend.backend() == "tensorflow":
+        from training.datasets import make_pipeline
+
+        train_data = make_pipeline(train_set, config.crop_size, global_batch, augment=True, shuffle=True,
+                                   repeat=True, seed=config.seed, max_side=config.max_side,
+                                   cache=config.cache, augment_config=augmentation)
+        val_data = make_pipeline(val_set, config.crop_size, global_batch, augment=False, shuffle=False,
+                                 repeat=True, seed=config.seed, max_side=config.max_side, cache=config.cache)
+        return train_data, val_data
+    from training.datasets import SegmentationBatches
+
+    train_data = SegmentationBatches(train_set, config.crop_size, global_batch, augment=True, seed=config.seed,
+                                     max_side=config.max_side, cache=config.cache, augment_config=augmentation,
+                                     first_batch=first_batch)
+    val_data = SegmentationBatches(val_set, config.crop_size, global_batch, augment=False,
+                                   max_side=config.max_side, cache=config.cache)
+    return train_data, val_data
+
+
 def train(config: TrainConfig) -> dict:
     """Run (or resume) training; returns the final epoch's logs plus run facts."""
     keras.utils.set_random_seed(config.seed)
@@ -136,11 +159,9 @@ def train(config: TrainConfig) -> dict:
     augmentation = AugmentConfig(scale_range=tuple(config.scale_range),
                                  max_rotation_degrees=config.max_rotation_degrees,
                                  vertical_flip=config.vertical_flip, color_jitter=config.color_jitter)
-    train_data = make_pipeline(train_set, config.crop_size, global_batch, augment=True, shuffle=True,
-                               repeat=True, seed=config.seed, max_side=config.max_side, cache=config.cache,
-                               augment_config=augmentation)
-    val_data = make_pipeline(val_set, config.crop_size, global_batch, augment=False, shuffle=False,
-                             repeat=True, seed=config.seed, max_side=config.max_side, cache=config.cache)
+    initial_epoch = epochs_done(run_dir) if (run_dir / "last.weights.h5").is_file() else 0
+    train_data, val_data = _input_pipelines(config, train_set, val_set, global_batch, augmentation,
+                                            first_batch=initial_epoch * steps_per_epoch)
 
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
@@ -162,7 +183,6 @@ def train(config: TrainConfig) -> dict:
     if config.strategy == "multiworker":
         patch_keras_for_multiworker(model, strategy)
 
-    initial_epoch = epochs_done(run_dir) if (run_dir / "last.weights.h5").is_file() else 0
     if initial_epoch:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(run_dir / "last.weights.h5")
@@ -184,9 +204,10 @@ def train(config: TrainConfig) -> dict:
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=_best_so_far(run_dir, monitor)),
         keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(write_dir / "tensorboard"), update_freq="epoch"),
         RunState(write_dir, write=is_chief, max_minutes=config.max_minutes),
     ]
+    if keras.backend.backend() == "tensorflow":  # Keras writes TensorBoard logs with tf.summary
+        callbacks.append(keras.callbacks.TensorBoard(str(write_dir / "tensorboard"), update_freq="epoch"))
     history = model.fit(
         train_data, epochs=config.last_epoch, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
         validation_data=val_data if validate else None, validation_steps=validation_steps if validate else None,

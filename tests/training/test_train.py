@@ -22,8 +22,25 @@ SMALL_RUN = ["--dataset", "kvasir", "--backbone", "mobilenetv2", "--backbone-opt
              "--optimizer", "adamw", "--learning-rate", "0.003", "--warmup-epochs", "0"]
 
 
-def _run_training(args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "training.train", *args], cwd=ROOT, env=env,
+# As on the GPU machines: `import tensorflow` fails, and tensorflow never enters sys.modules
+# (Keras checks sys.modules to decide whether it runs inside a TensorFlow graph).
+WITHOUT_TENSORFLOW = """
+import sys
+
+class NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)")
+
+sys.meta_path.insert(0, NoTensorFlow())
+from training.train import main
+main(sys.argv[1:])
+"""
+
+
+def _run_training(args, env=None, timeout=300, without_tensorflow=False):
+    command = ["-c", WITHOUT_TENSORFLOW] if without_tensorflow else ["-m", "training.train"]
+    return subprocess.run([sys.executable, *command, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -132,14 +149,18 @@ def test_resumed_run_keeps_the_earlier_best_score(tmp_path):
 
 @pytest.mark.usefixtures("real_data_root")
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed in this environment")
-def test_jax_backend_trains_resumes_and_writes_weights_tensorflow_loads(tmp_path):
-    """The GPU machines have JAX, not TensorFlow: training must run on Keras's JAX backend, and its
-    checkpoint must load into the TensorFlow-backed export and evaluation code."""
+def test_jax_backend_trains_without_tensorflow_resumes_and_writes_weights_tensorflow_loads(tmp_path):
+    """The GPU machines have JAX, not TensorFlow: training must run on Keras's JAX backend with
+    TensorFlow unimportable (the PyDataset input pipeline), and its checkpoint must load into the
+    TensorFlow-backed export and evaluation code."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    common = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "jax", "--steps-per-epoch", "8"]
-    first = _run_training(common + ["--epochs", "3", "--stop-after-epoch", "2"], env=env)
+    common = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "jax", "--steps-per-epoch", "8",
+                          "--vertical-flip", "--color-jitter", "0.2"]
+    first = _run_training(common + ["--epochs", "3", "--stop-after-epoch", "2"], env=env, without_tensorflow=True)
     assert first.returncode == 0, first.stderr[-3000:]
-    resumed = _run_training(common + ["--epochs", "3"], env=env)
+    mirrored = _run_training(common + ["--strategy", "mirrored"], env=env, without_tensorflow=True)
+    assert mirrored.returncode != 0 and "needs KERAS_BACKEND=tensorflow" in mirrored.stderr
+    resumed = _run_training(common + ["--epochs", "3"], env=env, without_tensorflow=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout
     history = _history(tmp_path / "jax")

@@ -1,8 +1,9 @@
 """Segmentation datasets (folder, Kvasir-SEG, CamVid, Pascal VOC, Cityscapes) and their input
 pipeline.
 
-Readers (`get_dataset`, `SegmentationDataset`) need only numpy and Pillow; `make_pipeline` and
-the augmentation functions need TensorFlow and are imported on first use.
+Readers (`get_dataset`, `SegmentationDataset`) and augmentation need only NumPy and Pillow; the
+input pipelines (`make_pipeline` for tf.data, `SegmentationBatches` for other Keras backends)
+import Keras/TensorFlow, so they are imported on first use.
 """
 
 from .base import IGNORE_INDEX, Sample, SegmentationDataset, data_root
@@ -13,6 +14,7 @@ __all__ = [
     "IGNORE_INDEX",
     "READERS",
     "Sample",
+    "SegmentationBatches",
     "SegmentationDataset",
     "class_pixel_counts",
     "data_root",
@@ -22,8 +24,8 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name == "make_pipeline":  # keep TensorFlow out of reader-only imports
-        from .pipeline import make_pipeline
+    if name in ("make_pipeline", "SegmentationBatches"):  # keep Keras out of reader-only imports
+        from . import pipeline
 
-        return make_pipeline
+        return getattr(pipeline, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,16 @@
-"""Augmentation that always moves an image and its mask together.
+"""Augmentation that always moves an image and its mask together, in NumPy and Pillow.
 
 Random scale, rotation about the centre, horizontal (and optionally vertical) flip and crop are
-folded into ONE affine map
-per sample, applied by one projective-transform op per tensor: bilinear for the image, nearest
-for the mask (class ids are never blended). Only the crop's pixels are computed, so the cost does
-not grow with the random scale. Pixels with no source (padding, rotated-in corners) get mid-grey
-(127.5, i.e. 0 after normalisation) in the image and the ignore label 255 in the mask.
+folded into ONE affine map per sample, applied by one Pillow warp per channel: bilinear for the
+image, nearest for the mask (class ids are never blended). Only the crop's pixels are computed, so
+the cost does not grow with the random scale. Pixels with no source (padding, rotated-in corners)
+get mid-grey (127.5, i.e. 0 after normalisation) in the image and the ignore label 255 in the mask.
 Optional colour jitter (brightness, contrast, saturation) changes the image alone, before the warp,
 so the padding stays mid-grey.
+
+No TensorFlow: the tf.data pipeline calls these functions, and so does the Keras `PyDataset` that
+feeds training on the JAX backend (GPU machines without TensorFlow). Pillow releases the GIL while
+it warps, so parallel loaders use several cores.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import tensorflow as tf
+import numpy as np
+from PIL import Image
 
+from ..letterbox import letterbox
 from .base import IGNORE_INDEX
 
 IMAGE_FILL = 127.5
@@ -50,14 +55,14 @@ class Transform:
     up-down), then crop at `offset`.
 
     `offset` (top, left) is the crop's corner in the scaled image; negative or past-the-end
-    offsets pad. Fields may be Python numbers or scalar tensors.
+    offsets pad.
     """
 
-    scale: float | tf.Tensor = 1.0
-    angle: float | tf.Tensor = 0.0
-    flip: bool | tf.Tensor = False
-    vertical_flip: bool | tf.Tensor = False
-    offset: tuple[float | tf.Tensor, float | tf.Tensor] = (0.0, 0.0)
+    scale: float = 1.0
+    angle: float = 0.0
+    flip: bool = False
+    vertical_flip: bool = False
+    offset: tuple[float, float] = (0.0, 0.0)
 
 
 def crop_shape(crop_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -70,137 +75,135 @@ def crop_shape(crop_size: int | tuple[int, int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def output_to_input_matrix(input_hw: tf.Tensor, transform: Transform) -> tf.Tensor:
-    """The 8 projective coefficients mapping an output (crop) pixel to its source pixel.
+def output_to_input_matrix(input_hw: tuple[int, int], transform: Transform) -> np.ndarray:
+    """The 6 affine coefficients (a, b, c, d, e, f) mapping an output (crop) pixel (x, y) to its
+    source (a x + b y + c, d x + e y + f).
 
     Pixel centres sit at integer coordinates; scaling and rotation are about the image centre,
     so x_in - c_in = R(-angle) F (x_crop + offset - c_scaled) / scale, F = diag(+-1, +-1).
     """
-    height, width = tf.unstack(tf.cast(input_hw, tf.float32))
-    scale = tf.cast(transform.scale, tf.float32)
-    angle = tf.cast(transform.angle, tf.float32)
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    mirror_x = tf.where(tf.cast(transform.flip, tf.bool), -1.0, 1.0)
-    mirror_y = tf.where(tf.cast(transform.vertical_flip, tf.bool), -1.0, 1.0)
-    top, left = (tf.cast(v, tf.float32) for v in transform.offset)
+    height, width = input_hw
+    scale = transform.scale
+    cos, sin = math.cos(transform.angle), math.sin(transform.angle)
+    mirror_x = -1.0 if transform.flip else 1.0
+    mirror_y = -1.0 if transform.vertical_flip else 1.0
+    top, left = transform.offset
     dx = left - (width * scale - 1.0) / 2.0  # crop origin relative to the scaled image's centre
     dy = top - (height * scale - 1.0) / 2.0
     centre_x, centre_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-    return tf.stack([
+    return np.array([
         cos * mirror_x / scale, sin * mirror_y / scale,
         centre_x + (cos * mirror_x * dx + sin * mirror_y * dy) / scale,
         -sin * mirror_x / scale, cos * mirror_y / scale,
         centre_y + (-sin * mirror_x * dx + cos * mirror_y * dy) / scale,
-        0.0, 0.0,
     ])  # fmt: skip
 
 
+def _pillow_coefficients(matrix: np.ndarray) -> tuple[float, ...]:
+    """Pillow puts pixel centres at +0.5 in both images: shift the map into its convention."""
+    a, b, c, d, e, f = matrix
+    return (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
+
+
+def _warp(channel: np.ndarray, coefficients, size_wh, fill: float, resample) -> np.ndarray:
+    warped = Image.fromarray(channel).transform(
+        size_wh, Image.Transform.AFFINE, coefficients, resample=resample, fillcolor=fill
+    )
+    return np.asarray(warped)
+
+
 def apply_transform(
-    image: tf.Tensor, mask: tf.Tensor, transform: Transform, crop_size: int | tuple[int, int]
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """image [H,W,3] float32 (0..255), mask [H,W] uint8 -> the same at crop size."""
-    matrix = output_to_input_matrix(tf.shape(mask)[:2], transform)[None]
-    output_shape = tf.constant(crop_shape(crop_size), tf.int32)
-
-    def warp(tensor, fill, interpolation):
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=tensor[None], transforms=matrix, output_shape=output_shape,
-            fill_value=fill, interpolation=interpolation, fill_mode="CONSTANT",
-        )[0]  # fmt: skip
-
-    warped_image = warp(tf.cast(image, tf.float32), IMAGE_FILL, "BILINEAR")
-    warped_mask = warp(mask[..., None], float(IGNORE_INDEX), "NEAREST")[..., 0]
+    image: np.ndarray, mask: np.ndarray, transform: Transform, crop_size: int | tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """image [H,W,3] (0..255) and mask [H,W] uint8 -> float32 image and uint8 mask at crop size."""
+    crop_h, crop_w = crop_shape(crop_size)
+    coefficients = _pillow_coefficients(output_to_input_matrix(mask.shape[:2], transform))
+    image = np.asarray(image, np.float32)
+    warped_image = np.stack(
+        [
+            _warp(np.ascontiguousarray(image[..., channel]), coefficients, (crop_w, crop_h),
+                  IMAGE_FILL, Image.Resampling.BILINEAR)
+            for channel in range(image.shape[-1])
+        ],
+        axis=-1,
+    )  # fmt: skip
+    warped_mask = _warp(
+        np.asarray(mask, np.uint8), coefficients, (crop_w, crop_h), IGNORE_INDEX,
+        Image.Resampling.NEAREST,
+    )  # fmt: skip
     return warped_image, warped_mask
 
 
 def random_transform(
-    seed: tf.Tensor, input_hw: tf.Tensor, crop_size: int | tuple[int, int], config: AugmentConfig
+    rng: np.random.Generator,
+    input_hw: tuple[int, int],
+    crop_size: int | tuple[int, int],
+    config: AugmentConfig,
 ) -> Transform:
-    """Draw a Transform from a stateless seed (shape [2]): same seed, same transform."""
-    scale_seed, angle_seed, flip_seed, crop_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 4)
-    )
+    """Draw a Transform: the same generator state gives the same transform."""
     low, high = config.scale_range
-    scale = tf.random.stateless_uniform([], scale_seed, low, high)
+    scale = float(rng.uniform(low, high))
     max_angle = math.radians(config.max_rotation_degrees)
-    angle = tf.random.stateless_uniform([], angle_seed, -max_angle, max_angle)
-    flip = tf.logical_and(config.horizontal_flip, tf.random.stateless_uniform([], flip_seed) < 0.5)
+    angle = float(rng.uniform(-max_angle, max_angle))
+    flip = bool(config.horizontal_flip and rng.random() < 0.5)
     # Crop anywhere inside the scaled image, or place the image anywhere inside a larger crop.
-    slack = tf.cast(input_hw, tf.float32) * scale - tf.constant(crop_shape(crop_size), tf.float32)
-    fraction = tf.random.stateless_uniform([2], crop_seed)
-    offset = tf.floor(tf.minimum(slack, 0.0) + fraction * tf.abs(slack))
-    # Drawn from a folded seed, so runs without it keep the draws they always had.
-    vertical_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-    vertical_flip = tf.logical_and(
-        config.vertical_flip, tf.random.stateless_uniform([], vertical_seed) < 0.5
-    )
+    slack = np.asarray(input_hw, np.float64) * scale - np.asarray(crop_shape(crop_size))
+    offset = np.floor(np.minimum(slack, 0.0) + rng.random(2) * np.abs(slack))
+    vertical_flip = bool(config.vertical_flip and rng.random() < 0.5)  # last: the rest stay put
     return Transform(
         scale=scale, angle=angle, flip=flip, vertical_flip=vertical_flip,
-        offset=(offset[0], offset[1]),
+        offset=(float(offset[0]), float(offset[1])),
     )  # fmt: skip
 
 
-def jitter_colours(image: tf.Tensor, seed: tf.Tensor, strength: float) -> tf.Tensor:
+def jitter_colours(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Brightness, then contrast (about the image mean), then saturation (about each pixel's
     grey) of a 0..255 image, each factor drawn from [1 - strength, 1 + strength].
 
     Lighting and colour vary between endoscopes and cameras; the mask does not change with them.
     """
-    brightness, contrast, saturation = tf.unstack(
-        tf.random.stateless_uniform([3], seed, 1.0 - strength, 1.0 + strength)
-    )
-    image = tf.cast(image, tf.float32) * brightness
-    image = (image - tf.reduce_mean(image)) * contrast + tf.reduce_mean(image)
-    grey = tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
-    image = grey + (image - grey) * saturation
-    return tf.clip_by_value(image, 0.0, 255.0)
+    brightness, contrast, saturation = rng.uniform(1.0 - strength, 1.0 + strength, 3)
+    image = np.asarray(image, np.float32) * brightness
+    image = (image - image.mean()) * contrast + image.mean()
+    grey = image @ np.array([0.299, 0.587, 0.114], np.float32)
+    image = grey[..., None] + (image - grey[..., None]) * saturation
+    return np.clip(image, 0.0, 255.0)
 
 
 def augment(
-    image: tf.Tensor,
-    mask: tf.Tensor,
-    seed: tf.Tensor,
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
     crop_size: int | tuple[int, int],
     config: AugmentConfig = AugmentConfig(),
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """One random scale/rotate/flip/crop (and colour jitter) of an (image, mask) pair,
-    reproducible from `seed`."""
-    transform = random_transform(seed, tf.shape(mask)[:2], crop_size, config)
+) -> tuple[np.ndarray, np.ndarray]:
+    """One random scale/rotate/flip/crop (and colour jitter) of an (image, mask) pair."""
+    transform = random_transform(rng, mask.shape[:2], crop_size, config)
     if config.color_jitter:
-        colour_seed = tf.random.experimental.stateless_fold_in(seed, 2)
-        image = jitter_colours(image, colour_seed, config.color_jitter)
+        image = jitter_colours(image, rng, config.color_jitter)
     return apply_transform(image, mask, transform, crop_size)
 
 
-def letterbox(
-    image: tf.Tensor, mask: tf.Tensor, crop_size: int | tuple[int, int]
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Deterministic eval view: fit inside the crop keeping aspect ratio, pad centred.
-
-    Uses an antialiased resize, so large images are not aliased when shrunk.
-    """
-    crop_h, crop_w = crop_shape(crop_size)
-    hw = tf.cast(tf.shape(mask)[:2], tf.float32)
-    scale = tf.minimum(crop_h / hw[0], crop_w / hw[1])
-    new_hw = tf.clip_by_value(
-        tf.cast(tf.round(hw * scale), tf.int32), 1, tf.constant([crop_h, crop_w])
+def letterbox_pair(
+    image: np.ndarray, mask: np.ndarray, crop_size: int | tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic eval view: the image letterboxed exactly as evaluation and the service do it
+    (`training.letterbox`), the mask resized (nearest) into the same place, padding ignored."""
+    canvas, placement = letterbox(np.asarray(image, np.uint8), crop_shape(crop_size))
+    resized_mask = Image.fromarray(np.asarray(mask, np.uint8)).resize(
+        (placement.width, placement.height), Image.Resampling.NEAREST
     )
-    resized_image = tf.image.resize(tf.cast(image, tf.float32), new_hw, antialias=True)
-    resized_mask = tf.image.resize(mask[..., None], new_hw, method="nearest")[..., 0]
-    pad_before = (tf.constant([crop_h, crop_w]) - new_hw) // 2
-    pad_after = tf.constant([crop_h, crop_w]) - new_hw - pad_before
-    padding = tf.stack([pad_before, pad_after], axis=1)
-    image_padding = tf.concat([padding, [[0, 0]]], 0)
-    padded_image = tf.pad(resized_image, image_padding, constant_values=IMAGE_FILL)
-    padded_mask = tf.pad(resized_mask, padding, constant_values=IGNORE_INDEX)
-    return padded_image, padded_mask
+    padded_mask = np.full(canvas.shape[:2], IGNORE_INDEX, np.uint8)
+    rows = slice(placement.top, placement.top + placement.height)
+    padded_mask[rows, placement.left : placement.left + placement.width] = resized_mask
+    return canvas.astype(np.float32), padded_mask
 
 
-def normalise(image: tf.Tensor) -> tf.Tensor:
-    """0..255 -> [-1, 1], the model's input range."""
-    return tf.cast(image, tf.float32) / 127.5 - 1.0
+def normalise(image: np.ndarray) -> np.ndarray:
+    """0..255 -> float32 [-1, 1], the model's input range."""
+    return np.asarray(image, np.float32) / 127.5 - 1.0
 
 
-def one_hot(mask: tf.Tensor, num_classes: int) -> tf.Tensor:
+def one_hot(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Class ids -> float32 one-hot; ignored (255) pixels get an all-zero row."""
-    return tf.one_hot(tf.cast(mask, tf.int32), num_classes, dtype=tf.float32)
+    return (mask[..., None] == np.arange(num_classes, dtype=mask.dtype)).astype(np.float32)
