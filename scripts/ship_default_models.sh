@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
-for spec in "${@:-polyp=polyp-512 camvid=camvid-512}"; do
+for spec in "${@:-polyp=polyp-512-aug camvid=camvid-512}"; do
   for model in $spec; do
     name=${model%%=*}
     run=${model#*=}
