@@ -164,7 +164,8 @@ def jitter_colours(image: np.ndarray, rng: np.random.Generator, strength: float)
     """
     brightness, contrast, saturation = rng.uniform(1.0 - strength, 1.0 + strength, 3)
     image = np.asarray(image, np.float32) * brightness
-    image = (image - image.mean()) * contrast + image.mean()
+    mean = image.mean()
+    image = (image - mean) * contrast + mean
     grey = image @ np.array([0.299, 0.587, 0.114], np.float32)
     image = grey[..., None] + (image - grey[..., None]) * saturation
     return np.clip(image, 0.0, 255.0)
