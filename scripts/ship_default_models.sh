@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Evaluate the trained default runs on their val split and export them into engines/
 # (ONNX + model card; SavedModel and TFLite under saved_model/<run>/). Each argument is a model
-# name, or name=run when the shipped model comes from a run of another name (a fine-tuning run):
-#   scripts/ship_default_models.sh [polyp[=run]] [camvid[=run]]   (default: the shipped runs)
+# name, or name=run when the shipped model comes from a run of another name (a fine-tuning run),
+# optionally with @scale for the graph's inference scale (export_model.py --inference-scale):
+#   scripts/ship_default_models.sh [polyp[=run][@scale]] [camvid[=run][@scale]]   (default: the shipped runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
 for spec in "${@:-polyp=polyp-512-aug camvid=camvid-512}"; do
   for model in $spec; do
+    scale=1.0
+    if [[ $model == *@* ]]; then scale=${model#*@}; model=${model%@*}; fi
     name=${model%%=*}
     run=${model#*=}
-    "$python" -m training.evaluate --checkpoint_path "checkpoints/$run" --split val --no-progress
+    "$python" -m training.evaluate --checkpoint_path "checkpoints/$run" --split val --no-progress \
+      --inference-scale "$scale"
     "$python" training/export_model.py --checkpoint_path "checkpoints/$run" --output_dir "saved_model/$run" \
-      --onnx --tflite --name "$name" --engines-dir engines
+      --onnx --tflite --name "$name" --engines-dir engines --inference-scale "$scale"
   done
 done

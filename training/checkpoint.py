@@ -75,18 +75,41 @@ def resolve_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(run_dir, weights_path, config)
 
 
-def load_model(checkpoint: Checkpoint, input_size: tuple[int, int]):
-    """The run's DeepLabv3+ at ``input_size`` (height, width) with the trained weights, built for
-    inference (no sync BN, no gradient checkpointing: those only change training)."""
+def network_input_size(input_size: tuple[int, int], inference_scale: float, output_stride: int) -> tuple[int, int]:
+    """The size the network runs at: ``input_size`` times ``inference_scale``, each side rounded to a
+    multiple of the output stride (which DeepLabv3+ needs)."""
+    if not 0.25 <= inference_scale <= 4.0:
+        raise ValueError(f"inference_scale must be in [0.25, 4], got {inference_scale}")
+    return tuple(max(output_stride, round(side * inference_scale / output_stride) * output_stride)
+                 for side in input_size)
+
+
+def load_model(checkpoint: Checkpoint, input_size: tuple[int, int], inference_scale: float = 1.0):
+    """The run's DeepLabv3+ taking ``input_size`` (height, width) images, with the trained weights,
+    built for inference (no sync BN, no gradient checkpointing: those only change training).
+
+    With ``inference_scale`` other than 1 the network runs at ``network_input_size`` between two
+    bilinear resizes (image up, logits back down), so callers still send and receive ``input_size``:
+    a model can see objects at the scale it segments best without changing its interface.
+    """
+    import keras
+
     from training.model import build_deeplab
 
     config = checkpoint.config
     optional = {key: config[key] for key in ("output_stride", "aspp_rates", "dropout", "bn_momentum", "decoder")
                 if config.get(key) is not None}
-    model = build_deeplab(config["num_classes"], backbone=config["backbone"], input_size=tuple(input_size),
+    input_size = tuple(input_size)
+    network_size = network_input_size(input_size, inference_scale, config.get("output_stride", 16))
+    model = build_deeplab(config["num_classes"], backbone=config["backbone"], input_size=network_size,
                           backbone_options=config.get("backbone_options") or {}, **optional)
     model.load_weights(checkpoint.weights_path)
-    return model
+    if network_size == input_size:
+        return model
+    inputs = keras.Input((*input_size, 3), name="image")
+    enlarged = keras.layers.Resizing(*network_size, interpolation="bilinear", name="to_network_size")(inputs)
+    logits = keras.layers.Resizing(*input_size, interpolation="bilinear", name="to_input_size")(model(enlarged))
+    return keras.Model(inputs, logits, name=f"{model.name}_at_{network_size[0]}x{network_size[1]}")
 
 
 def epochs_done(run_dir: Path) -> int:

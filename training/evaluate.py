@@ -1,6 +1,6 @@
 """Evaluate a model at the ORIGINAL image resolution: mIoU, per-class IoU, Dice, pixel accuracy.
 
-    python -m training.evaluate --checkpoint_path checkpoints/polyp [--input-size 512]
+    python -m training.evaluate --checkpoint_path checkpoints/polyp [--input-size 512] [--inference-scale 1.25]
     python -m training.evaluate --onnx engines/polyp.onnx [--card engines/polyp.json]
         [--split val] [--limit N] [--output out.json]
 
@@ -12,6 +12,8 @@ Ignored pixels (255 in loaded masks, e.g. CamVid's void) are left out.
 A checkpoint runs through the same uint8 inference graph that is exported, so it and its ONNX
 export score the same; by default it is evaluated at the export size (512) and the JSON goes to
 ``<run>/eval_<split>.json``, where ``training/export_model.py`` picks it up for the model card.
+``--inference-scale`` evaluates the graph that ``export_model.py --inference-scale`` would write
+(the network runs on the input enlarged by that factor; see ``training.checkpoint.load_model``).
 The ONNX path runs in ONNX Runtime (the model needs no TensorFlow).
 """
 
@@ -48,6 +50,7 @@ class Target:
     data_root: str | None
     source: dict
     run_dir: Path | None = None  # a checkpoint's run directory: the default home of its JSON
+    inference_scale: float = 1.0
 
 
 def predict_labels(runner: Runner, image: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
@@ -78,6 +81,7 @@ def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = N
         "dataset": dataset.name,
         "images": len(samples),
         "input_size": list(target.input_size),
+        "inference_scale": target.inference_scale,
         "resize": "letterbox",
         "resolution": "original",
         "classes": list(dataset.classes),
@@ -86,7 +90,7 @@ def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = N
     }
 
 
-def checkpoint_target(path: Path, input_size: int) -> Target:
+def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0) -> Target:
     """A training run, through the export graph (TensorFlow)."""
     import tensorflow as tf
 
@@ -96,7 +100,7 @@ def checkpoint_target(path: Path, input_size: int) -> Target:
 
     checkpoint = resolve_checkpoint(path)
     size = (input_size, input_size)
-    graph = build_export_graph(load_model(checkpoint, size), size)
+    graph = build_export_graph(load_model(checkpoint, size, inference_scale), size)
 
     def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outputs = graph.serve(tf.constant(images))
@@ -105,7 +109,7 @@ def checkpoint_target(path: Path, input_size: int) -> Target:
     return Target(run, size, checkpoint.config["dataset"], checkpoint.config.get("data_root"),
                   {"source": {"kind": "checkpoint", "path": str(checkpoint.weights_path)},
                    "weights_sha256": sha256_file(checkpoint.weights_path)},
-                  run_dir=checkpoint.run_dir)
+                  run_dir=checkpoint.run_dir, inference_scale=inference_scale)
 
 
 def onnx_target(path: Path, card_path: Path | None) -> Target:
@@ -114,15 +118,17 @@ def onnx_target(path: Path, card_path: Path | None) -> Target:
 
     runner = OnnxRunner(path)
     card_path = card_path or (path.with_suffix(".json") if path.with_suffix(".json").is_file() else None)
-    dataset, data_root = None, None
+    dataset, data_root, inference_scale = None, None, 1.0
     if card_path is not None:
         card = load_card(card_path)
         if card.input_size != runner.input_size:
             raise ValueError(f"{card_path}: input size {card.input_size} differs from {path}'s {runner.input_size}")
         dataset, data_root = card.training.dataset, card.training.data_root
+        inference_scale = card.architecture.inference_scale
     return Target(runner, runner.input_size, dataset, data_root,
                   {"source": {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
-                              "card": str(card_path) if card_path else None}})
+                              "card": str(card_path) if card_path else None}},
+                  inference_scale=inference_scale)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -135,6 +141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--card", type=Path, help="model card of --onnx (default: <onnx stem>.json if present)")
     parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE,
                         help="checkpoint only: square model input side (default: the export size, 512)")
+    parser.add_argument("--inference-scale", type=float, default=1.0,
+                        help="checkpoint only: run the network on the input enlarged by this factor "
+                             "(as export_model.py --inference-scale does inside the graph)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--dataset", help="dataset name (default: from the run config or the card)")
     parser.add_argument("--data-root", help="dataset folder (default: from the run config or the card)")
@@ -145,6 +154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.card and not args.onnx:
         parser.error("--card goes with --onnx")
+    if args.onnx and args.inference_scale != 1.0:
+        parser.error("--inference-scale goes with --checkpoint_path (an ONNX file has its scale built in)")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
     return args
@@ -153,7 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     """Evaluate what ``args`` names and write the JSON; returns the scores."""
     if args.checkpoint_path:
-        target = checkpoint_target(args.checkpoint_path, args.input_size)
+        target = checkpoint_target(args.checkpoint_path, args.input_size, args.inference_scale)
     else:
         target = onnx_target(args.onnx, args.card)
     output = args.output or (target.run_dir / f"eval_{args.split}.json" if target.run_dir else None)

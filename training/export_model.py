@@ -3,8 +3,9 @@
     python training/export_model.py --checkpoint_path ./checkpoints/polyp --output_dir ./saved_model \
         --onnx --tflite --name polyp --engines-dir engines
 
-The run's weights are loaded into a model rebuilt at ``--input-size`` and wrapped in the uint8
-inference graph. Every export is run on real validation images next to the Keras model and must
+The run's weights are loaded into a model rebuilt at ``--input-size`` (or, with
+``--inference-scale``, at that size enlarged, between two resizes inside the graph) and wrapped in
+the uint8 inference graph. Every export is run on real validation images next to the Keras model and must
 match it (``training.parity``) or the export fails. With ``--onnx`` the model card is written
 next to the ONNX file; ``--engines-dir`` copies both where the service looks for models.
 """
@@ -29,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from training import parity  # noqa: E402
-from training.checkpoint import Checkpoint, load_model, resolve_checkpoint  # noqa: E402
+from training.checkpoint import Checkpoint, load_model, network_input_size, resolve_checkpoint  # noqa: E402
 from training.model_card import ModelCardError, build_card, sha256_file, write_card  # noqa: E402
 from training.runtimes import OnnxRunner, TFLiteRunner  # noqa: E402
 
@@ -45,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", "--output-dir", dest="output_dir", type=Path, default=Path("saved_model"),
                         help="SavedModel directory; ONNX, TFLite and the card are written into it too")
     parser.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, help="square input side (pixels)")
+    parser.add_argument("--inference-scale", type=float, default=1.0,
+                        help="the graph enlarges its input by this factor before the network and shrinks "
+                             "the result back: more compute, for a model that segments better at that scale")
     parser.add_argument("--onnx", action="store_true", help="also write <name>.onnx and its model card")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--tflite", action="store_true", help="also write <name>_fp32.tflite and <name>_fp16.tflite")
@@ -60,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--engines-dir copies the ONNX file and its card: add --onnx")
     if not 64 <= args.input_size <= 2048:
         parser.error(f"--input-size must be in [64, 2048], got {args.input_size}")
+    if not 0.25 <= args.inference_scale <= 4.0:
+        parser.error(f"--inference-scale must be in [0.25, 4], got {args.inference_scale}")
     if args.parity_images < 1:
         parser.error("--parity-images must be >= 1")
     return args
@@ -68,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def export_command(args: argparse.Namespace) -> str:
     words = ["python", "training/export_model.py", "--checkpoint_path", str(args.checkpoint_path),
              "--output_dir", str(args.output_dir), "--input-size", str(args.input_size)]
+    words += ["--inference-scale", str(args.inference_scale)] if args.inference_scale != 1.0 else []
     words += ["--onnx", "--opset", str(args.opset)] if args.onnx else []
     words += ["--tflite"] if args.tflite else []
     words += ["--name", args.name] if args.name else []
@@ -79,17 +86,19 @@ def export_command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
-def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int) -> dict | None:
-    """The evaluation JSON at ``path`` if it was computed on these weights at this input size."""
+def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int, inference_scale: float) -> dict | None:
+    """The evaluation JSON at ``path`` if it was computed on these weights, at this input size and
+    inference scale (the graph that is being exported)."""
     if not path.is_file():
         print(f"note: no evaluation at {path}; the card's metrics stay null "
               "(run python -m training.evaluate first)", flush=True)
         return None
     metrics = json.loads(path.read_text())
     weights_sha256 = sha256_file(checkpoint.weights_path)
-    if metrics.get("weights_sha256") != weights_sha256 or metrics.get("input_size") != [input_size, input_size]:
-        print(f"warning: {path} was computed on other weights or another input size; "
-              "the card's metrics stay null", flush=True)
+    if (metrics.get("weights_sha256") != weights_sha256 or metrics.get("input_size") != [input_size, input_size]
+            or metrics.get("inference_scale", 1.0) != inference_scale):
+        print(f"warning: {path} was computed on other weights, another input size or another inference "
+              "scale; the card's metrics stay null", flush=True)
         return None
     return metrics
 
@@ -119,8 +128,10 @@ def export(args: argparse.Namespace) -> dict:
     output_dir = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    step(f"loading {checkpoint.weights_path} into a {size[0]}x{size[1]} model")
-    model = load_model(checkpoint, size)
+    network_size = network_input_size(size, args.inference_scale, checkpoint.config.get("output_stride", 16))
+    step(f"loading {checkpoint.weights_path} into a {size[0]}x{size[1]} model (network at "
+         f"{network_size[0]}x{network_size[1]})")
+    model = load_model(checkpoint, size, args.inference_scale)
     images = parity.validation_images(checkpoint.config, args.parity_images, size,
                                       root=checkpoint.config.get("data_root"))
     reference = keras_reference(model, images)
@@ -153,14 +164,16 @@ def export(args: argparse.Namespace) -> dict:
                "export_parity": {kind: result.as_dict() for kind, result in results.items()}}
     if args.onnx:
         config = checkpoint.config
-        metrics = matching_metrics(args.metrics or checkpoint.run_dir / "eval_val.json", checkpoint, args.input_size)
+        metrics = matching_metrics(args.metrics or checkpoint.run_dir / "eval_val.json", checkpoint, args.input_size,
+                                   args.inference_scale)
         description = args.description or (f"DeepLabv3+ ({config['backbone']}) for {config['dataset']}: "
                                             + ", ".join(config["classes"]))
         evaluate = [metrics["command"]] if metrics and metrics.get("command") else []
         reproduce = " && ".join([*checkpoint.training_commands, *evaluate, export_command(args)])
         card = build_card(name=name, description=description, config=config, input_size=size, files=files,
                           parity=summary["export_parity"], metrics=metrics,
-                          checkpoint_path=Path(_relative(checkpoint.weights_path)), reproduce=reproduce)
+                          checkpoint_path=Path(_relative(checkpoint.weights_path)), reproduce=reproduce,
+                          inference_scale=args.inference_scale, network_input_size=network_size)
         card_path = write_card(card, output_dir / f"{name}.json")
         summary["card"] = str(card_path)
         step(f"wrote model card {card_path}")

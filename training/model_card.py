@@ -88,6 +88,10 @@ class Architecture(_Open):
     output_stride: int
     aspp_rates: list[int] | None
     decoder: bool
+    # The graph enlarges its input by this factor before the network and shrinks the logits back
+    # (cards written before this field existed ran the network at the input size).
+    inference_scale: float = Field(1.0, gt=0)
+    network_input_size: tuple[int, int] | None = None
 
 
 class Files(_Open):
@@ -234,7 +238,8 @@ def load_card(path: str | Path, verify_files: bool = False) -> ModelCard:
 
 def build_card(*, name: str, description: str, config: dict, input_size: tuple[int, int],
                files: dict[str, Path], parity: dict[str, dict], metrics: dict | None,
-               checkpoint_path: Path, reproduce: str) -> ModelCard:
+               checkpoint_path: Path, reproduce: str, inference_scale: float = 1.0,
+               network_input_size: tuple[int, int] | None = None) -> ModelCard:
     """Assemble (and validate) the card for an export.
 
     ``config`` is the run's ``config.json``; ``files`` maps a role ("onnx", "tflite_fp16", ...)
@@ -260,6 +265,8 @@ def build_card(*, name: str, description: str, config: dict, input_size: tuple[i
             "output_stride": config.get("output_stride", 16),
             "aspp_rates": config.get("aspp_rates"),
             "decoder": config.get("decoder", True),
+            "inference_scale": inference_scale,
+            "network_input_size": list(network_input_size or input_size),
         },
         "classes": [{"id": index, "name": class_name, "color": list(color)}
                     for index, (class_name, color) in enumerate(zip(config["classes"], config["palette"]))],

@@ -166,17 +166,19 @@ def test_parity_check_fails_loudly_outside_tolerance():
         parity.check("tflite_fp16", result)
 
 
-def test_export_metrics_are_used_only_for_the_same_weights_and_size(tiny_kvasir_run, tmp_path):
+def test_export_metrics_are_used_only_for_the_same_weights_size_and_scale(tiny_kvasir_run, tmp_path, capsys):
     from training.checkpoint import resolve_checkpoint
     from training.export_model import matching_metrics
 
     checkpoint = resolve_checkpoint(tiny_kvasir_run)
-    evaluation = json.loads((tiny_kvasir_run / "eval_val.json").read_text())
-    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96) == evaluation
-    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 512) is None
+    evaluation = json.loads((tiny_kvasir_run / "eval_val.json").read_text())  # at 96 px, inference scale 1
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.0) == evaluation
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 512, 1.0) is None
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.5) is None
+    assert "another inference scale" in capsys.readouterr().out
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**evaluation, "weights_sha256": "0" * 64}))
-    assert matching_metrics(other, checkpoint, 96) is None
+    assert matching_metrics(other, checkpoint, 96, 1.0) is None
 
 
 def test_cli_runs_as_a_script_and_as_a_module_and_names_a_missing_config(tmp_path):
@@ -187,3 +189,74 @@ def test_cli_runs_as_a_script_and_as_a_module_and_names_a_missing_config(tmp_pat
     failed = subprocess.run([sys.executable, "training/export_model.py", "--checkpoint_path", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True)
     assert failed.returncode != 0 and f"{tmp_path / 'config.json'}: missing" in failed.stderr
+
+
+# --- inference scale: the graph runs the network on its input enlarged, and shrinks the result back ---
+
+def test_network_input_size_is_the_scaled_input_rounded_to_the_output_stride():
+    from training.checkpoint import network_input_size
+
+    assert network_input_size((512, 512), 1.0, 16) == (512, 512)
+    assert network_input_size((512, 512), 1.25, 16) == (640, 640)
+    assert network_input_size((96, 128), 1.3, 16) == (128, 160)  # 124.8 -> 128, 166.4 -> 160
+    assert network_input_size((32, 32), 0.25, 16) == (16, 16)  # 8 rounds to 0: at least one stride
+    with pytest.raises(ValueError, match="inference_scale must be in"):
+        network_input_size((512, 512), 0.0, 16)
+
+
+def test_scaled_model_runs_the_network_on_the_enlarged_input_and_answers_at_input_size(tiny_kvasir_run,
+                                                                                      fresh_images):
+    import keras
+
+    from training.checkpoint import load_model, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(tiny_kvasir_run)
+    scaled = load_model(checkpoint, (96, 96), inference_scale=1.5)
+    network = load_model(checkpoint, (144, 144))
+    images = fresh_images.astype(np.float32) / 127.5 - 1.0
+    # training=False as in the export graph: with training=None, Keras 3.15 normalises the layers
+    # that follow a Resizing layer with batch statistics.
+    enlarged = keras.ops.image.resize(images, (144, 144))
+    expected = keras.ops.image.resize(network(enlarged, training=False), (96, 96))
+    logits = np.asarray(scaled(images, training=False))
+    assert logits.shape == (3, 96, 96, 2)
+    magnitude = np.abs(expected).max()  # the untrained network's logits are small: compare relatively
+    np.testing.assert_allclose(logits / magnitude, np.asarray(expected) / magnitude, atol=1e-4)
+    unscaled = np.asarray(load_model(checkpoint, (96, 96))(images, training=False))
+    assert np.abs(logits - unscaled).max() > 0.05 * magnitude, "the scale must change what the network sees"
+
+
+@pytest.fixture(scope="module")
+def scaled_export(tiny_kvasir_run, tmp_path_factory) -> dict:
+    """ONNX export at inference scale 1.5, its card carrying the checkpoint's evaluation at 1.5."""
+    from training import evaluate, export_model
+
+    work = tmp_path_factory.mktemp("scaled")
+    evaluate.main(["--checkpoint_path", str(tiny_kvasir_run), "--input-size", "96", "--inference-scale", "1.5",
+                   "--limit", "2", "--split", "val", "--output", str(work / "eval.json"), "--no-progress"])
+    args = export_model.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(work / "out"),
+                                    "--input-size", "96", "--inference-scale", "1.5", "--onnx", "--name", "scaled",
+                                    "--metrics", str(work / "eval.json")])
+    return {**export_model.export(args), "evaluation": json.loads((work / "eval.json").read_text())}
+
+
+def test_scaled_export_keeps_the_interface_and_its_card_records_the_scale(scaled_export):
+    card = load_card(scaled_export["card"], verify_files=True)
+    assert card.input_size == (96, 96)
+    assert card.architecture.inference_scale == 1.5 and card.architecture.network_input_size == (144, 144)
+    assert "--inference-scale 1.5" in card.training.reproduce
+    assert card.metrics is not None and card.metrics.inference_scale == 1.5
+    assert card.metrics.dice == scaled_export["evaluation"]["dice"]
+    assert scaled_export["export_parity"]["onnx"]["label_agreement"] >= parity.TOLERANCES["onnx"][1]
+
+
+def test_scaled_checkpoint_and_its_onnx_export_score_the_same(scaled_export):
+    from training import evaluate
+
+    target = evaluate.onnx_target(Path(scaled_export["files"]["onnx"]), Path(scaled_export["card"]))
+    assert target.input_size == (96, 96) and target.inference_scale == 1.5
+    onnx_scores = evaluate.evaluate(target, get_dataset("kvasir", split="val"), limit=2, progress=False)
+    assert onnx_scores["inference_scale"] == 1.5
+    checkpoint_confusion = np.array(scaled_export["evaluation"]["confusion_matrix"])
+    onnx_confusion = np.array(onnx_scores["confusion_matrix"])
+    assert np.abs(checkpoint_confusion - onnx_confusion).sum() <= 1e-4 * onnx_confusion.sum()
