@@ -173,6 +173,11 @@ class ModelCard(_Open):
         """(height, width) the graph expects."""
         return self.input.height, self.input.width
 
+    def to_json(self) -> dict:
+        """The card as its file has it: fields an older card lacks are read with their defaults
+        but not added when the card is passed on (API, engine sidecar, rewrite)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
     @property
     def path(self) -> Path | None:
         """The file this card was loaded from (None for a card built in memory)."""
@@ -305,5 +310,5 @@ def _card_metrics(metrics: dict | None) -> dict | None:
 
 def write_card(card: ModelCard, path: str | Path) -> Path:
     path = Path(path)
-    path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
+    path.write_text(json.dumps(card.to_json(), indent=2) + "\n")
     return path

@@ -46,5 +46,5 @@ async def get_model(name: str, request: Request) -> ModelDetail:
     entry = request.app.state.service.registry.entries.get(name)
     if entry is None:
         raise ServiceError(404, "model_not_found", f"no model named {name!r}")
-    card = entry.card.model_dump(mode="json") if entry.card else None
+    card = entry.card.to_json() if entry.card else None
     return ModelDetail(**_summary(entry), card=card)

@@ -168,7 +168,7 @@ def run(args: argparse.Namespace, card: ModelCard, profile: BatchProfile) -> int
     sidecar = Sidecar(
         platform=platform, precision=args.precision, fp16_mode=mode, profile=profile,
         workspace_mb=args.workspace_mb, onnx_path=str(args.onnx), onnx_sha256=card.files.onnx_sha256,
-        model_card=card.model_dump(mode="json"),
+        model_card=card.to_json(),
         built_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     write_sidecar(sidecar, args.output)
     log(f"wrote {args.output} ({len(plan_bytes) / 2**20:.1f} MiB) and {sidecar_path(args.output)}")

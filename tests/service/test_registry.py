@@ -64,4 +64,4 @@ def test_default_model_must_have_a_card(segmentation_model, tmp_path):
 def test_card_json_is_kept_verbatim_for_the_api(segmentation_model, tmp_path):
     shutil.copy2(segmentation_model.path, tmp_path / segmentation_model.path.name)
     card = discovered(tmp_path).entries[segmentation_model.name].card
-    assert card.model_dump(mode="json") == json.loads(segmentation_model.path.read_text())
+    assert card.to_json() == json.loads(segmentation_model.path.read_text())

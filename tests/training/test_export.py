@@ -142,6 +142,16 @@ def test_load_card_names_the_file_and_the_bad_field(card_copy, change, message):
     assert str(card_copy) in str(error.value) and message in str(error.value)
 
 
+def test_card_written_before_inference_scale_reads_as_scale_1_and_passes_on_unchanged(card_copy):
+    def drop_scale(card):
+        del card["architecture"]["inference_scale"], card["architecture"]["network_input_size"]
+
+    _edit(card_copy, drop_scale)
+    card = load_card(card_copy)
+    assert card.architecture.inference_scale == 1.0 and card.architecture.network_input_size is None
+    assert card.to_json() == json.loads(card_copy.read_text())
+
+
 def test_load_card_rejects_unreadable_files_and_a_changed_onnx(card_copy):
     with pytest.raises(ModelCardError, match="model card not found"):
         load_card(card_copy.with_name("absent.json"))
