@@ -64,8 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--engines-dir copies the ONNX file and its card: add --onnx")
     if not 64 <= args.input_size <= 2048:
         parser.error(f"--input-size must be in [64, 2048], got {args.input_size}")
-    if not 0.25 <= args.inference_scale <= 4.0:
-        parser.error(f"--inference-scale must be in [0.25, 4], got {args.inference_scale}")
     if args.parity_images < 1:
         parser.error("--parity-images must be >= 1")
     return args
