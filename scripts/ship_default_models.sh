@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
-for spec in "${@:-polyp=polyp-512-aug camvid=camvid-512}"; do
+for spec in "${@:-polyp=polyp-512-strong camvid=camvid-512}"; do
   for model in $spec; do
     scale=1.0
     if [[ $model == *@* ]]; then scale=${model#*@}; model=${model%@*}; fi
