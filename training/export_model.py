@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from training import parity  # noqa: E402
-from training.checkpoint import Checkpoint, load_model, network_input_size, resolve_checkpoint  # noqa: E402
+from training.checkpoint import Checkpoint, load_model, resolve_checkpoint  # noqa: E402
 from training.model_card import ModelCardError, build_card, sha256_file, write_card  # noqa: E402
 from training.runtimes import OnnxRunner, TFLiteRunner  # noqa: E402
 
@@ -126,9 +126,8 @@ def export(args: argparse.Namespace) -> dict:
     output_dir = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    network_size = network_input_size(size, args.inference_scale, checkpoint.config.get("output_stride", 16))
-    step(f"loading {checkpoint.weights_path} into a {size[0]}x{size[1]} model (network at "
-         f"{network_size[0]}x{network_size[1]})")
+    step(f"loading {checkpoint.weights_path} into a {size[0]}x{size[1]} model "
+         f"(inference scale {args.inference_scale})")
     model = load_model(checkpoint, size, args.inference_scale)
     images = parity.validation_images(checkpoint.config, args.parity_images, size,
                                       root=checkpoint.config.get("data_root"))
@@ -171,7 +170,7 @@ def export(args: argparse.Namespace) -> dict:
         card = build_card(name=name, description=description, config=config, input_size=size, files=files,
                           parity=summary["export_parity"], metrics=metrics,
                           checkpoint_path=Path(_relative(checkpoint.weights_path)), reproduce=reproduce,
-                          inference_scale=args.inference_scale, network_input_size=network_size)
+                          inference_scale=args.inference_scale)
         card_path = write_card(card, output_dir / f"{name}.json")
         summary["card"] = str(card_path)
         step(f"wrote model card {card_path}")

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from training.checkpoint import network_input_size
+
 SCHEMA_VERSION = 1
 TASK = "semantic-segmentation"
 INPUT_NAME = "image"
@@ -243,8 +245,7 @@ def load_card(path: str | Path, verify_files: bool = False) -> ModelCard:
 
 def build_card(*, name: str, description: str, config: dict, input_size: tuple[int, int],
                files: dict[str, Path], parity: dict[str, dict], metrics: dict | None,
-               checkpoint_path: Path, reproduce: str, inference_scale: float = 1.0,
-               network_input_size: tuple[int, int] | None = None) -> ModelCard:
+               checkpoint_path: Path, reproduce: str, inference_scale: float = 1.0) -> ModelCard:
     """Assemble (and validate) the card for an export.
 
     ``config`` is the run's ``config.json``; ``files`` maps a role ("onnx", "tflite_fp16", ...)
@@ -271,7 +272,8 @@ def build_card(*, name: str, description: str, config: dict, input_size: tuple[i
             "aspp_rates": config.get("aspp_rates"),
             "decoder": config.get("decoder", True),
             "inference_scale": inference_scale,
-            "network_input_size": list(network_input_size or input_size),
+            "network_input_size": list(network_input_size(input_size, inference_scale,
+                                                          config.get("output_stride", 16))),
         },
         "classes": [{"id": index, "name": class_name, "color": list(color)}
                     for index, (class_name, color) in enumerate(zip(config["classes"], config["palette"]))],
