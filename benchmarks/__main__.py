@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 from benchmarks import codecs, procfs
-from benchmarks.load import run_load
+from benchmarks.load import LoadResult, run_load
 from benchmarks.machine import competing_processes, describe
 from benchmarks.processes import PROJECT_ROOT, start
 from benchmarks.raw import run_raw, session_for
@@ -36,11 +37,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="Concurrency levels.")
     parser.add_argument("--requests", type=int, default=48, help="Measured requests per level (at least 3 per client).")
     parser.add_argument("--images", type=int, default=16, help="Kvasir-SEG validation images to cycle through.")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Alternations of the raw loop and the service at each concurrency.")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md",
                         help="Report path; plots go to the folder of the same name.")
     args = parser.parse_args(argv)
     if args.quick:
-        args.clients, args.requests, args.images = [1, 8], 8, 4
+        args.clients, args.requests, args.images, args.rounds = [1, 8], 8, 4, 1
     return args
 
 
@@ -77,17 +80,47 @@ def label_maps() -> dict[str, np.ndarray]:
     }
 
 
+def print_run(name: str, result: LoadResult) -> None:
+    print(f"{name:>16} {result.clients:>3} clients: {result.throughput:6.2f} img/s, p50 {result.percentile_ms(50):7.0f}"
+          f" ms, p95 {result.percentile_ms(95):7.0f} ms, statuses {result.statuses}", flush=True)
+
+
+def requests_at(args: argparse.Namespace, clients: int) -> int:
+    return max(args.requests, 3 * clients)
+
+
 def run_http(results: Results, name: str, module_args: list[str], ready_path: str, bodies: list[bytes],
              args: argparse.Namespace, log_dir: Path, env: dict[str, str] | None = None) -> None:
     server = start(name, module_args, ready_path, log_dir, env)
     try:
         for clients in args.clients:
-            result = run_load(server.url, bodies, clients, max(args.requests, 3 * clients), results.model)
+            result = run_load(server.url, bodies, clients, requests_at(args, clients), results.model)
             results.load.setdefault(name, {})[clients] = result
-            print(f"{name:>16} {clients:>3} clients: {result.throughput:6.2f} img/s, p50 {result.percentile_ms(50):7.0f}"
-                  f" ms, p95 {result.percentile_ms(95):7.0f} ms, statuses {result.statuses}", flush=True)
+            print_run(name, result)
         if procfs.available():
             results.resident_mib[name] = procfs.resident_bytes(server.process.pid) / 2**20
+    finally:
+        server.stop()
+
+
+def run_service_against_raw(results: Results, card: ModelCard, session: ort.InferenceSession,
+                            canvases: list[np.ndarray], bodies: list[bytes], service_args: list[str],
+                            args: argparse.Namespace, log_dir: Path) -> None:
+    """The headline pair, interleaved: at each concurrency, rounds of the raw loop then the service (one warm
+    server throughout), so a machine that speeds up or slows down during the run moves both alike."""
+    server = start("service", service_args, "/readyz", log_dir)
+    try:
+        for clients in args.clients:
+            raw_rounds, service_rounds = [], []
+            for _ in range(args.rounds):
+                raw_rounds.append(run_raw(session, card, canvases, clients, requests_at(args, clients)))
+                service_rounds.append(run_load(server.url, bodies, clients, requests_at(args, clients), card.name))
+            results.round_ratios[clients] = [s.throughput / r.throughput for s, r in zip(service_rounds, raw_rounds)]
+            for name, rounds in (("raw", raw_rounds), ("service", service_rounds)):
+                results.load.setdefault(name, {})[clients] = LoadResult.combined(rounds)
+                print_run(name, results.load[name][clients])
+        if procfs.available():
+            results.resident_mib["service"] = procfs.resident_bytes(server.process.pid) / 2**20
     finally:
         server.stop()
 
@@ -99,20 +132,14 @@ def main(argv: list[str] | None = None) -> None:
     bodies = [path.read_bytes() for path in paths]
     canvases = [letterbox(np.asarray(Image.open(path).convert("RGB")), card.input_size)[0] for path in paths]
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
-    results = Results(card.name, card.input_size, len(paths), describe(), command)
+    results = Results(card.name, card.input_size, len(paths), describe(), command, args.rounds)
     started = time.monotonic()
     print(f"benchmarking {card.name} ({card.input.width}x{card.input.height}) on {results.machine['CPU']}", flush=True)
 
     session = session_for(card)
-    for clients in args.clients:
-        result = run_raw(session, card, canvases, clients, max(args.requests, 3 * clients))
-        results.load.setdefault("raw", {})[clients] = result
-        print(f"{'raw':>16} {clients:>3} clients: {result.throughput:6.2f} img/s, p50 {result.percentile_ms(50):7.0f} ms, "
-              f"p95 {result.percentile_ms(95):7.0f} ms", flush=True)
-
     with tempfile.TemporaryDirectory(prefix="bench-") as log_dir:
         service_args = ["service", "--models", str(args.models), "--backend", "onnx-cpu", "--log-level", "warning"]
-        run_http(results, "service", service_args, "/readyz", bodies, args, Path(log_dir))
+        run_service_against_raw(results, card, session, canvases, bodies, service_args, args, Path(log_dir))
         run_http(results, "service-batched", service_args, "/readyz", bodies, args, Path(log_dir), BATCHING_ON)
         run_http(results, "service-shrink", service_args, "/readyz", bodies, args, Path(log_dir), ARENA_SHRINKAGE)
         run_http(results, "naive", ["benchmarks.naive_server", "--card", str(card.path)], "/ready", bodies, args,

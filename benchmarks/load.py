@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -31,6 +32,15 @@ class LoadResult:
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q) * 1000) if self.latencies_s else float("nan")
+
+    @classmethod
+    def combined(cls, rounds: Sequence[LoadResult]) -> LoadResult:
+        """Rounds of one system at one concurrency as one result: answers over their summed wall time."""
+        statuses: Counter[int] = Counter()
+        for result in rounds:
+            statuses.update(result.statuses)
+        return cls(rounds[0].clients, sum(r.requests for r in rounds), sum(r.seconds for r in rounds),
+                   tuple(latency for r in rounds for latency in r.latencies_s), dict(statuses))
 
 
 async def _run(url: str, bodies: list[bytes], clients: int, requests: int, warm_up: int, model: str) -> LoadResult:

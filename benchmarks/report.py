@@ -21,11 +21,13 @@ class Results:
     images: int
     machine: dict[str, str]
     command: str
+    rounds: int = 1  # alternations of the raw loop and the service at each concurrency
     load: dict[str, dict[int, LoadResult]] = field(default_factory=dict)  # system -> clients -> result
     resident_mib: dict[str, float] = field(default_factory=dict)  # server system -> resident memory after its runs
     rle: list = field(default_factory=list)
     png: list = field(default_factory=list)
     crf: list[Timing] = field(default_factory=list)
+    round_ratios: dict[int, list[float]] = field(default_factory=dict)  # clients -> service / raw, per round
     notes: list[str] = field(default_factory=list)
 
     def ratio(self, system: str, baseline: str, clients: int) -> float | None:
@@ -52,6 +54,10 @@ def ratio_rows(results: Results) -> list[tuple[str, list[str]]]:
     for system, baseline, label in RATIOS:
         values = [results.ratio(system, baseline, clients) for clients in levels]
         rows.append((label, [f"{value:.2f}x" if value is not None else "n/a" for value in values]))
+        if system == "service" and baseline == "raw" and results.rounds > 1:
+            rows.append((f"{label}, each of the {results.rounds} rounds",
+                         [", ".join(f"{r:.2f}" for r in results.round_ratios.get(clients, [])) or "n/a"
+                          for clients in levels]))
     return rows
 
 
@@ -160,6 +166,9 @@ def write_markdown(results: Results, path: Path) -> None:
         f"- Images: the first {results.images} Kvasir-SEG validation JPEGs, cycled; the service and the naive server "
         "get the JPEG bytes (decode, letterbox, infer, map back, encode a PNG per request); the raw loop gets the "
         "same images already decoded and letterboxed and runs `session.run` on them (labels only).",
+        f"- Raw and service alternate: at each concurrency, {results.rounds} round(s) of the raw loop then the "
+        "service (one warm service process throughout), so drift in the machine's speed hits both alike; "
+        "their rows and ratios sum the rounds.",
         "- Raw at N clients: N threads sharing one session. Service: `python -m service --backend onnx-cpu`, "
         "default settings (CPU: batch 1, no delay, ONNX arena kept at its warm-up size); batching on: "
         "`SEG_BATCHING__MAX_BATCH_SIZE=8`, `SEG_BATCHING__MAX_DELAY_MS=5`; arena shrinkage on: "

@@ -38,11 +38,12 @@ def check_content_type(content_type: str | None) -> None:
         )
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """Decode `data` into uint8 RGB [H, W, 3] with EXIF orientation applied; 413 over `max_pixels`.
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode `data` into an RGB image with EXIF orientation applied; 413 over `max_pixels`.
 
     PIL's own bomb check (`Image.MAX_IMAGE_PIXELS`, an error at twice its value) stays on as a
-    second line; it is reported as the same 413.
+    second line; it is reported as the same 413. The result stays a PIL image: the letterbox
+    resizes it as it is, without a round trip through a NumPy copy.
     """
     try:
         image = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
@@ -55,20 +56,21 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise bad_image(f"could not decode the image (truncated, corrupt or not an image): {exc}") from exc
     try:
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy when there is nothing to turn
     except (OSError, ValueError, SyntaxError, struct.error):
         pass  # unreadable EXIF: keep the stored orientation
     return to_rgb(image)
 
 
-def to_rgb(image: Image.Image) -> np.ndarray:
-    """Any PIL mode as uint8 RGB: 16-bit grey scaled down, alpha composited over black, CMYK converted."""
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB: 16-bit grey scaled down, alpha composited over black, CMYK converted.
+    An RGB image comes back as it is."""
     if image.mode in _SIXTEEN_BIT_MODES:
         grey = (np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
+        return Image.fromarray(grey).convert("RGB")
     if image.mode == "F":
         grey = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
+        return Image.fromarray(grey).convert("RGB")
     if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in _ALPHA_MODES:
@@ -76,7 +78,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         background = Image.new("RGB", rgba.size, (0, 0, 0))
         background.paste(rgba, mask=rgba.getchannel("A"))
         image = background
-    return np.asarray(image.convert("RGB"))
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def crop_to_image(array: np.ndarray, placement: Placement) -> np.ndarray:

@@ -19,7 +19,7 @@ from service.encoding import encode_png, encode_rle
 from service.imaging import crop_to_image, decode_image, restore_labels
 from service.registry import ModelEntry
 from service.telemetry import Timings
-from training.letterbox import letterbox
+from training.letterbox import Placement, letterbox
 from training.model_card import ModelCard
 
 OutputFormat = Literal["png", "rle"]
@@ -43,10 +43,7 @@ async def segment(
 ) -> SegmentationResult:
     """Segment one encoded image with `model` and encode the mask at the image's own size."""
     card = model.card
-    with timings.measure("decode"):
-        image = await asyncio.to_thread(decode_image, data, max_image_pixels)
-    with timings.measure("preprocess"):
-        canvas, placement = await asyncio.to_thread(letterbox, image, card.input_size)
+    size, canvas, placement = await asyncio.to_thread(_prepare, data, card.input_size, max_image_pixels, timings)
     output = await model.batcher.submit(canvas, want_probabilities=refine)
     timings.record("queue", output.queue_s)
     timings.record("infer", output.infer_s)
@@ -57,7 +54,19 @@ async def segment(
     else:
         labels = crop_to_image(output.labels, placement)
     with timings.measure("encode"):
-        return await asyncio.to_thread(_encode, labels, image.shape[:2], card, output_format)
+        return await asyncio.to_thread(_encode, labels, size, card, output_format)
+
+
+def _prepare(
+    data: bytes, input_size: tuple[int, int], max_image_pixels: int, timings: Timings
+) -> tuple[tuple[int, int], np.ndarray, Placement]:
+    """Decode and letterbox in one trip to the thread pool (every trip is a hand-off under load):
+    the image's (height, width), the model input and where the image sits in it."""
+    with timings.measure("decode"):
+        image = decode_image(data, max_image_pixels)
+    with timings.measure("preprocess"):
+        canvas, placement = letterbox(image, input_size)
+    return (image.height, image.width), canvas, placement
 
 
 def _encode(

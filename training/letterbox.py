@@ -28,14 +28,16 @@ class Placement:
     width: int
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Placement]:
-    """uint8 HxWx3 -> uint8 ``size``x3 (bilinear scale, mid-grey padding) and where the image went."""
+def letterbox(image: np.ndarray | Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, Placement]:
+    """uint8 HxWx3 (or an RGB PIL image) -> uint8 ``size``x3 (bilinear scale, mid-grey padding) and where
+    the image went."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
     target_height, target_width = size
-    height, width = image.shape[:2]
+    width, height = picture.size
     scale = min(target_height / height, target_width / width)
     scaled_height = max(1, min(target_height, round(height * scale)))
     scaled_width = max(1, min(target_width, round(width * scale)))
-    scaled = np.asarray(Image.fromarray(image).resize((scaled_width, scaled_height), Image.BILINEAR))
+    scaled = np.asarray(picture.resize((scaled_width, scaled_height), Image.BILINEAR))
     top, left = (target_height - scaled_height) // 2, (target_width - scaled_width) // 2
     canvas = np.full((target_height, target_width, 3), PAD_VALUE, dtype=np.uint8)
     canvas[top:top + scaled_height, left:left + scaled_width] = scaled

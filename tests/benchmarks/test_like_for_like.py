@@ -29,7 +29,7 @@ def test_naive_server_answers_the_services_mask(segmentation_model, kvasir_image
             response = client.post("/segment", content=data, headers={"Content-Type": "image/jpeg"})
             assert response.status_code == 200
             mask = Image.open(io.BytesIO(response.content))
-            pixels = decode_image(data, 10**9)
+            pixels = np.asarray(decode_image(data, 10**9))
             canvas, placement = letterbox(pixels, card.input_size)
             expected = restore_labels(crop_to_image(run_onnx(card, canvas), placement), pixels.shape[:2])
             assert mask.mode == "P" and np.array_equal(np.asarray(mask), expected)

@@ -52,7 +52,7 @@ def png_mask(response: httpx.Response) -> tuple[Image.Image, np.ndarray]:
 
 def expected_mask(card, data: bytes) -> np.ndarray:
     """What the service must answer: the same decode and letterbox, the ONNX file run directly."""
-    pixels = decode_image(data, 10**9)
+    pixels = np.asarray(decode_image(data, 10**9))
     canvas, placement = letterbox(pixels, card.input_size)
     return restore_labels(crop_to_image(run_onnx(card, canvas), placement), pixels.shape[:2])
 

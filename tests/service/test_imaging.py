@@ -31,6 +31,10 @@ def gradient(width: int = 40, height: int = 30) -> np.ndarray:
     )
 
 
+def pixels_of(data: bytes) -> np.ndarray:
+    return np.asarray(decode_image(data, LIMIT))
+
+
 def status_of(call) -> int:
     with pytest.raises(ServiceError) as caught:
         call()
@@ -41,12 +45,12 @@ def status_of(call) -> int:
 def test_lossless_formats_decode_exactly(fmt):
     pixels = gradient()
     options = {"lossless": True} if fmt == "WEBP" else {}
-    assert np.array_equal(decode_image(encode(Image.fromarray(pixels), fmt, **options), LIMIT), pixels)
+    assert np.array_equal(pixels_of(encode(Image.fromarray(pixels), fmt, **options)), pixels)
 
 
 def test_jpeg_decodes_close_to_the_original():
     pixels = gradient()
-    decoded = decode_image(encode(Image.fromarray(pixels), "JPEG", quality=95), LIMIT)
+    decoded = pixels_of(encode(Image.fromarray(pixels), "JPEG", quality=95))
     assert decoded.shape == pixels.shape and np.abs(decoded.astype(int) - pixels).mean() < 3
 
 
@@ -63,7 +67,7 @@ def test_jpeg_decodes_close_to_the_original():
     ids=["grey", "bilevel", "16-bit", "rgba-opaque", "rgba-transparent", "grey-alpha"],
 )
 def test_colour_modes_become_rgb(make, expected_first_pixel):
-    decoded = decode_image(encode(make(), "PNG"), LIMIT)
+    decoded = pixels_of(encode(make(), "PNG"))
     assert decoded.dtype == np.uint8 and decoded.shape == (6, 8, 3)
     assert tuple(decoded[0, 0]) == expected_first_pixel
 
@@ -71,14 +75,14 @@ def test_colour_modes_become_rgb(make, expected_first_pixel):
 def test_palette_with_transparency_and_gif_become_rgb():
     palette = Image.new("P", (8, 6), 1)
     palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
-    assert tuple(decode_image(encode(palette, "GIF"), LIMIT)[0, 0]) == (10, 200, 30)
+    assert tuple(pixels_of(encode(palette, "GIF"))[0, 0]) == (10, 200, 30)
     palette.info["transparency"] = 1
-    assert tuple(decode_image(encode(palette, "PNG", transparency=1), LIMIT)[0, 0]) == (0, 0, 0)
+    assert tuple(pixels_of(encode(palette, "PNG", transparency=1))[0, 0]) == (0, 0, 0)
 
 
 def test_cmyk_jpeg_is_converted():
     cmyk = Image.new("CMYK", (8, 6), (0, 255, 255, 0))  # pure red in CMYK
-    red, green, blue = decode_image(encode(cmyk, "JPEG", quality=95), LIMIT)[3, 3].astype(int)
+    red, green, blue = pixels_of(encode(cmyk, "JPEG", quality=95))[3, 3].astype(int)
     assert red > 200 and green < 60 and blue < 60
 
 
@@ -86,7 +90,7 @@ def test_exif_orientation_is_applied():
     pixels = gradient(40, 30)
     exif = Image.Exif()
     exif[0x0112] = 6  # stored image must be rotated 90 degrees clockwise to display
-    decoded = decode_image(encode(Image.fromarray(pixels), "PNG", exif=exif), LIMIT)
+    decoded = pixels_of(encode(Image.fromarray(pixels), "PNG", exif=exif))
     assert decoded.shape == (40, 30, 3)
     assert np.array_equal(decoded, np.rot90(pixels, k=-1))
 
@@ -149,3 +153,11 @@ def test_labels_map_back_to_the_original_pixels(size):
     slack = int(np.ceil(width / placement.width)) + 1
     disagreeing_columns = np.flatnonzero((restored != expected).any(axis=0))
     assert np.all(np.abs(disagreeing_columns - width // 2) <= slack), disagreeing_columns
+
+
+def test_letterbox_gives_the_same_input_from_the_decoded_image_and_from_its_pixels():
+    """The service letterboxes the decoded PIL image directly; evaluation and export parity pass arrays."""
+    decoded = decode_image(encode(Image.fromarray(gradient(53, 37)), "PNG"), LIMIT)
+    from_image, image_placement = letterbox(decoded, (64, 64))
+    from_pixels, pixels_placement = letterbox(np.asarray(decoded), (64, 64))
+    assert image_placement == pixels_placement and np.array_equal(from_image, from_pixels)
