@@ -2,20 +2,25 @@
 # Evaluate the trained default runs on their val split and export them into engines/
 # (ONNX + model card; SavedModel and TFLite under saved_model/<run>/). Each argument is a model
 # name, or name=run when the shipped model comes from a run of another name (a fine-tuning run),
-# optionally with @scale for the graph's inference scale (export_model.py --inference-scale):
-#   scripts/ship_default_models.sh [polyp[=run][@scale]] [camvid[=run][@scale]]   (default: the shipped runs)
+# optionally with @scale for the graph's inference scale (export_model.py --inference-scale) and
+# +flip[,flip] for the flips it averages over (export_model.py --test-time-flips):
+#   scripts/ship_default_models.sh [polyp[=run][@scale][+flips]] [camvid[=run][@scale][+flips]]
+#   e.g. polyp=polyp-512-strong2+horizontal,vertical      (default: the shipped runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
 for spec in "${@:-polyp=polyp-512-strong camvid=camvid-512}"; do
   for model in $spec; do
+    flips=()
+    if [[ $model == *+* ]]; then IFS=, read -r -a flips <<< "${model#*+}"; model=${model%%+*}; fi
     scale=1.0
     if [[ $model == *@* ]]; then scale=${model#*@}; model=${model%@*}; fi
     name=${model%%=*}
     run=${model#*=}
-    "$python" -m training.evaluate --checkpoint_path "checkpoints/$run" --split val --no-progress \
-      --inference-scale "$scale"
+    graph=(--inference-scale "$scale")
+    if (( ${#flips[@]} )); then graph+=(--test-time-flips "${flips[@]}"); fi
+    "$python" -m training.evaluate --checkpoint_path "checkpoints/$run" --split val --no-progress "${graph[@]}"
     "$python" training/export_model.py --checkpoint_path "checkpoints/$run" --output_dir "saved_model/$run" \
-      --onnx --tflite --name "$name" --engines-dir engines --inference-scale "$scale"
+      --onnx --tflite --name "$name" --engines-dir engines "${graph[@]}"
   done
 done

@@ -10,7 +10,9 @@ card can replay all of them, not only the last.
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,18 +86,27 @@ def network_input_size(input_size: tuple[int, int], inference_scale: float, outp
                  for side in input_size)
 
 
-def load_model(checkpoint: Checkpoint, input_size: tuple[int, int], inference_scale: float = 1.0):
+FLIP_AXES = {"horizontal": 2, "vertical": 1}  # NHWC axis each test-time flip reverses
+
+
+def load_model(checkpoint: Checkpoint, input_size: tuple[int, int], inference_scale: float = 1.0,
+               flips: Sequence[str] = ()):
     """The run's DeepLabv3+ taking ``input_size`` (height, width) images, with the trained weights,
     built for inference (no sync BN, no gradient checkpointing: those only change training).
 
     With ``inference_scale`` other than 1 the network runs at ``network_input_size`` between two
     bilinear resizes (image up, logits back down), so callers still send and receive ``input_size``:
     a model can see objects at the scale it segments best without changing its interface.
+    With ``flips`` the model averages the class probabilities of every combination of those flips
+    (test-time augmentation: 2 or 4 passes, run as one batch); see ``averaged_over_flips``.
     """
     import keras
 
     from training.model import build_deeplab
 
+    unknown = sorted(set(flips) - set(FLIP_AXES))
+    if unknown:
+        raise ValueError(f"unknown test-time flip(s) {unknown}; choose from {sorted(FLIP_AXES)}")
     config = checkpoint.config
     optional = {key: config[key] for key in ("output_stride", "aspp_rates", "dropout", "bn_momentum", "decoder")
                 if config.get(key) is not None}
@@ -104,12 +115,35 @@ def load_model(checkpoint: Checkpoint, input_size: tuple[int, int], inference_sc
     model = build_deeplab(config["num_classes"], backbone=config["backbone"], input_size=network_size,
                           backbone_options=config.get("backbone_options") or {}, **optional)
     model.load_weights(checkpoint.weights_path)
-    if network_size == input_size:
-        return model
+    if network_size != input_size:
+        inputs = keras.Input((*input_size, 3), name="image")
+        enlarged = keras.layers.Resizing(*network_size, interpolation="bilinear", name="to_network_size")(inputs)
+        logits = keras.layers.Resizing(*input_size, interpolation="bilinear", name="to_input_size")(model(enlarged))
+        model = keras.Model(inputs, logits, name=f"{model.name}_at_{network_size[0]}x{network_size[1]}")
+    return averaged_over_flips(model, input_size, flips) if flips else model
+
+
+def averaged_over_flips(model, input_size: tuple[int, int], flips: Sequence[str]):
+    """``model`` run on the image and on its flips in one batch, each answer flipped back, the class
+    probabilities averaged. The result is returned as log-probabilities, so the export graph's softmax
+    gives back exactly the average and its argmax the averaged vote."""
+    import keras
+    from keras import ops
+
+    axes = sorted({FLIP_AXES[flip] for flip in flips})
+    views = [combination for count in range(len(axes) + 1) for combination in itertools.combinations(axes, count)]
+
+    def flipped(tensor, combination):
+        for axis in combination:
+            tensor = ops.flip(tensor, axis=axis)
+        return tensor
+
     inputs = keras.Input((*input_size, 3), name="image")
-    enlarged = keras.layers.Resizing(*network_size, interpolation="bilinear", name="to_network_size")(inputs)
-    logits = keras.layers.Resizing(*input_size, interpolation="bilinear", name="to_input_size")(model(enlarged))
-    return keras.Model(inputs, logits, name=f"{model.name}_at_{network_size[0]}x{network_size[1]}")
+    batch = ops.concatenate([flipped(inputs, combination) for combination in views], axis=0)
+    probabilities = ops.split(ops.softmax(model(batch), axis=-1), len(views), axis=0)
+    mean = sum(flipped(part, combination) for part, combination in zip(probabilities, views)) / len(views)
+    log_mean = ops.log(ops.maximum(mean, 1e-30))  # a class no view gives any probability stays finite
+    return keras.Model(inputs, log_mean, name=f"{model.name}_flip_averaged_{len(views)}")
 
 
 def epochs_done(run_dir: Path) -> int:

@@ -1,6 +1,7 @@
 """Evaluate a model at the ORIGINAL image resolution: mIoU, per-class IoU, Dice, pixel accuracy.
 
     python -m training.evaluate --checkpoint_path checkpoints/polyp [--input-size 512] [--inference-scale 1.25]
+        [--test-time-flips horizontal vertical]
     python -m training.evaluate --onnx engines/polyp.onnx [--card engines/polyp.json]
         [--split val] [--limit N] [--output out.json]
 
@@ -13,7 +14,8 @@ A checkpoint runs through the same uint8 inference graph that is exported, so it
 export score the same; by default it is evaluated at the export size (512) and the JSON goes to
 ``<run>/eval_<split>.json``, where ``training/export_model.py`` picks it up for the model card.
 ``--inference-scale`` evaluates the graph that ``export_model.py --inference-scale`` would write
-(the network runs on the input enlarged by that factor; see ``training.checkpoint.load_model``).
+(the network runs on the input enlarged by that factor; see ``training.checkpoint.load_model``), and
+``--test-time-flips`` the graph that averages over flipped views, as ``export_model.py`` would write it.
 The ONNX path runs in ONNX Runtime (the model needs no TensorFlow).
 """
 
@@ -25,11 +27,12 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from training.checkpoint import FLIP_AXES
 from training.datasets import IGNORE_INDEX, SegmentationDataset, get_dataset
 from training.letterbox import letterbox, restore_probabilities
 from training.model_card import load_card, sha256_file
@@ -51,6 +54,7 @@ class Target:
     source: dict
     run_dir: Path | None = None  # a checkpoint's run directory: the default home of its JSON
     inference_scale: float = 1.0
+    test_time_flips: list[str] = field(default_factory=list)
 
 
 def predict_labels(runner: Runner, image: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
@@ -82,6 +86,7 @@ def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = N
         "images": len(samples),
         "input_size": list(target.input_size),
         "inference_scale": target.inference_scale,
+        "test_time_flips": sorted(target.test_time_flips),
         "resize": "letterbox",
         "resolution": "original",
         "classes": list(dataset.classes),
@@ -90,7 +95,8 @@ def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = N
     }
 
 
-def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0) -> Target:
+def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0,
+                      test_time_flips: list[str] = ()) -> Target:
     """A training run, through the export graph (TensorFlow)."""
     import tensorflow as tf
 
@@ -100,7 +106,7 @@ def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0)
 
     checkpoint = resolve_checkpoint(path)
     size = (input_size, input_size)
-    graph = build_export_graph(load_model(checkpoint, size, inference_scale), size)
+    graph = build_export_graph(load_model(checkpoint, size, inference_scale, test_time_flips), size)
 
     def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outputs = graph.serve(tf.constant(images))
@@ -109,7 +115,8 @@ def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0)
     return Target(run, size, checkpoint.config["dataset"], checkpoint.config.get("data_root"),
                   {"source": {"kind": "checkpoint", "path": str(checkpoint.weights_path)},
                    "weights_sha256": sha256_file(checkpoint.weights_path)},
-                  run_dir=checkpoint.run_dir, inference_scale=inference_scale)
+                  run_dir=checkpoint.run_dir, inference_scale=inference_scale,
+                  test_time_flips=list(test_time_flips))
 
 
 def onnx_target(path: Path, card_path: Path | None) -> Target:
@@ -118,17 +125,17 @@ def onnx_target(path: Path, card_path: Path | None) -> Target:
 
     runner = OnnxRunner(path)
     card_path = card_path or (path.with_suffix(".json") if path.with_suffix(".json").is_file() else None)
-    dataset, data_root, inference_scale = None, None, 1.0
+    dataset, data_root, inference_scale, flips = None, None, 1.0, []
     if card_path is not None:
         card = load_card(card_path)
         if card.input_size != runner.input_size:
             raise ValueError(f"{card_path}: input size {card.input_size} differs from {path}'s {runner.input_size}")
         dataset, data_root = card.training.dataset, card.training.data_root
-        inference_scale = card.architecture.inference_scale
+        inference_scale, flips = card.architecture.inference_scale, card.architecture.test_time_flips
     return Target(runner, runner.input_size, dataset, data_root,
                   {"source": {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
                               "card": str(card_path) if card_path else None}},
-                  inference_scale=inference_scale)
+                  inference_scale=inference_scale, test_time_flips=flips)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -144,6 +151,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inference-scale", type=float, default=1.0,
                         help="checkpoint only: run the network on the input enlarged by this factor "
                              "(as export_model.py --inference-scale does inside the graph)")
+    parser.add_argument("--test-time-flips", nargs="+", choices=sorted(FLIP_AXES), default=[],
+                        help="checkpoint only: average over these flips of the input (every combination), "
+                             "as export_model.py --test-time-flips does inside the graph")
     parser.add_argument("--split", default="val")
     parser.add_argument("--dataset", help="dataset name (default: from the run config or the card)")
     parser.add_argument("--data-root", help="dataset folder (default: from the run config or the card)")
@@ -154,8 +164,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.card and not args.onnx:
         parser.error("--card goes with --onnx")
-    if args.onnx and args.inference_scale != 1.0:
-        parser.error("--inference-scale goes with --checkpoint_path (an ONNX file has its scale built in)")
+    if args.onnx and (args.inference_scale != 1.0 or args.test_time_flips):
+        parser.error("--inference-scale and --test-time-flips go with --checkpoint_path "
+                     "(an ONNX file has them built in)")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
     return args
@@ -164,7 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     """Evaluate what ``args`` names and write the JSON; returns the scores."""
     if args.checkpoint_path:
-        target = checkpoint_target(args.checkpoint_path, args.input_size, args.inference_scale)
+        target = checkpoint_target(args.checkpoint_path, args.input_size, args.inference_scale, args.test_time_flips)
     else:
         target = onnx_target(args.onnx, args.card)
     output = args.output or (target.run_dir / f"eval_{args.split}.json" if target.run_dir else None)

@@ -4,8 +4,8 @@
         --onnx --tflite --name polyp --engines-dir engines
 
 The run's weights are loaded into a model rebuilt at ``--input-size`` (or, with
-``--inference-scale``, at that size enlarged, between two resizes inside the graph) and wrapped in
-the uint8 inference graph. Every export is run on real validation images next to the Keras model and must
+``--inference-scale``, at that size enlarged, between two resizes inside the graph; with
+``--test-time-flips``, averaged over flipped views) and wrapped in the uint8 inference graph. Every export is run on real validation images next to the Keras model and must
 match it (``training.parity``) or the export fails. With ``--onnx`` the model card is written
 next to the ONNX file; ``--engines-dir`` copies both where the service looks for models.
 """
@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from training import parity  # noqa: E402
-from training.checkpoint import Checkpoint, load_model, resolve_checkpoint  # noqa: E402
+from training.checkpoint import FLIP_AXES, Checkpoint, load_model, resolve_checkpoint  # noqa: E402
 from training.model_card import ModelCardError, build_card, sha256_file, write_card  # noqa: E402
 from training.runtimes import OnnxRunner, TFLiteRunner  # noqa: E402
 
@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inference-scale", type=float, default=1.0,
                         help="the graph enlarges its input by this factor before the network and shrinks "
                              "the result back: more compute, for a model that segments better at that scale")
+    parser.add_argument("--test-time-flips", nargs="+", choices=sorted(FLIP_AXES), default=[],
+                        help="the graph also runs the network on these flips of its input (every combination, "
+                             "in one batch) and averages the probabilities: 2x or 4x the compute")
     parser.add_argument("--onnx", action="store_true", help="also write <name>.onnx and its model card")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--tflite", action="store_true", help="also write <name>_fp32.tflite and <name>_fp16.tflite")
@@ -73,6 +76,7 @@ def export_command(args: argparse.Namespace) -> str:
     words = ["python", "training/export_model.py", "--checkpoint_path", str(args.checkpoint_path),
              "--output_dir", str(args.output_dir), "--input-size", str(args.input_size)]
     words += ["--inference-scale", str(args.inference_scale)] if args.inference_scale != 1.0 else []
+    words += ["--test-time-flips", *args.test_time_flips] if args.test_time_flips else []
     words += ["--onnx", "--opset", str(args.opset)] if args.onnx else []
     words += ["--tflite"] if args.tflite else []
     words += ["--name", args.name] if args.name else []
@@ -84,9 +88,10 @@ def export_command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
-def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int, inference_scale: float) -> dict | None:
-    """The evaluation JSON at ``path`` if it was computed on these weights, at this input size and
-    inference scale (the graph that is being exported)."""
+def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int, inference_scale: float,
+                     flips: list[str]) -> dict | None:
+    """The evaluation JSON at ``path`` if it was computed on these weights, at this input size,
+    inference scale and test-time flips (the graph that is being exported)."""
     if not path.is_file():
         print(f"note: no evaluation at {path}; the card's metrics stay null "
               "(run python -m training.evaluate first)", flush=True)
@@ -94,9 +99,10 @@ def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int, infere
     metrics = json.loads(path.read_text())
     weights_sha256 = sha256_file(checkpoint.weights_path)
     if (metrics.get("weights_sha256") != weights_sha256 or metrics.get("input_size") != [input_size, input_size]
-            or metrics.get("inference_scale", 1.0) != inference_scale):
-        print(f"warning: {path} was computed on other weights, another input size or another inference "
-              "scale; the card's metrics stay null", flush=True)
+            or metrics.get("inference_scale", 1.0) != inference_scale
+            or sorted(metrics.get("test_time_flips", [])) != sorted(flips)):
+        print(f"warning: {path} was computed on other weights, another input size, inference scale or "
+              "test-time flips; the card's metrics stay null", flush=True)
         return None
     return metrics
 
@@ -127,8 +133,8 @@ def export(args: argparse.Namespace) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     step(f"loading {checkpoint.weights_path} into a {size[0]}x{size[1]} model "
-         f"(inference scale {args.inference_scale})")
-    model = load_model(checkpoint, size, args.inference_scale)
+         f"(inference scale {args.inference_scale}, test-time flips {args.test_time_flips or 'none'})")
+    model = load_model(checkpoint, size, args.inference_scale, args.test_time_flips)
     images = parity.validation_images(checkpoint.config, args.parity_images, size,
                                       root=checkpoint.config.get("data_root"))
     reference = keras_reference(model, images)
@@ -162,7 +168,7 @@ def export(args: argparse.Namespace) -> dict:
     if args.onnx:
         config = checkpoint.config
         metrics = matching_metrics(args.metrics or checkpoint.run_dir / "eval_val.json", checkpoint, args.input_size,
-                                   args.inference_scale)
+                                   args.inference_scale, args.test_time_flips)
         description = args.description or (f"DeepLabv3+ ({config['backbone']}) for {config['dataset']}: "
                                             + ", ".join(config["classes"]))
         evaluate = [metrics["command"]] if metrics and metrics.get("command") else []
@@ -170,7 +176,7 @@ def export(args: argparse.Namespace) -> dict:
         card = build_card(name=name, description=description, config=config, input_size=size, files=files,
                           parity=summary["export_parity"], metrics=metrics,
                           checkpoint_path=Path(_relative(checkpoint.weights_path)), reproduce=reproduce,
-                          inference_scale=args.inference_scale)
+                          inference_scale=args.inference_scale, test_time_flips=args.test_time_flips)
         card_path = write_card(card, output_dir / f"{name}.json")
         summary["card"] = str(card_path)
         step(f"wrote model card {card_path}")

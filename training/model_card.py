@@ -94,6 +94,8 @@ class Architecture(_Open):
     # (cards written before this field existed ran the network at the input size).
     inference_scale: float = Field(1.0, gt=0)
     network_input_size: tuple[int, int] | None = None
+    # Flips the graph also runs and averages over (test-time augmentation; 2^len passes per image).
+    test_time_flips: list[Literal["horizontal", "vertical"]] = []
 
 
 class Files(_Open):
@@ -245,7 +247,8 @@ def load_card(path: str | Path, verify_files: bool = False) -> ModelCard:
 
 def build_card(*, name: str, description: str, config: dict, input_size: tuple[int, int],
                files: dict[str, Path], parity: dict[str, dict], metrics: dict | None,
-               checkpoint_path: Path, reproduce: str, inference_scale: float = 1.0) -> ModelCard:
+               checkpoint_path: Path, reproduce: str, inference_scale: float = 1.0,
+               test_time_flips: list[str] = ()) -> ModelCard:
     """Assemble (and validate) the card for an export.
 
     ``config`` is the run's ``config.json``; ``files`` maps a role ("onnx", "tflite_fp16", ...)
@@ -274,6 +277,7 @@ def build_card(*, name: str, description: str, config: dict, input_size: tuple[i
             "inference_scale": inference_scale,
             "network_input_size": list(network_input_size(input_size, inference_scale,
                                                           config.get("output_stride", 16))),
+            "test_time_flips": sorted(test_time_flips),
         },
         "classes": [{"id": index, "name": class_name, "color": list(color)}
                     for index, (class_name, color) in enumerate(zip(config["classes"], config["palette"]))],

@@ -176,19 +176,20 @@ def test_parity_check_fails_loudly_outside_tolerance():
         parity.check("tflite_fp16", result)
 
 
-def test_export_metrics_are_used_only_for_the_same_weights_size_and_scale(tiny_kvasir_run, tmp_path, capsys):
+def test_export_metrics_are_used_only_for_the_same_weights_size_scale_and_flips(tiny_kvasir_run, tmp_path, capsys):
     from training.checkpoint import resolve_checkpoint
     from training.export_model import matching_metrics
 
     checkpoint = resolve_checkpoint(tiny_kvasir_run)
     evaluation = json.loads((tiny_kvasir_run / "eval_val.json").read_text())  # at 96 px, inference scale 1
-    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.0) == evaluation
-    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 512, 1.0) is None
-    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.5) is None
-    assert "another inference scale" in capsys.readouterr().out
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.0, []) == evaluation
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 512, 1.0, []) is None
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.5, []) is None
+    assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.0, ["horizontal"]) is None
+    assert "inference scale or test-time flips" in capsys.readouterr().out
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**evaluation, "weights_sha256": "0" * 64}))
-    assert matching_metrics(other, checkpoint, 96, 1.0) is None
+    assert matching_metrics(other, checkpoint, 96, 1.0, []) is None
 
 
 def test_cli_runs_as_a_script_and_as_a_module_and_names_a_missing_config(tmp_path):
@@ -236,17 +237,45 @@ def test_scaled_model_runs_the_network_on_the_enlarged_input_and_answers_at_inpu
     assert np.abs(logits - unscaled).max() > 0.05 * magnitude, "the scale must change what the network sees"
 
 
+def test_flip_averaged_model_averages_the_probabilities_of_every_flipped_view(tiny_kvasir_run, fresh_images):
+    from training.checkpoint import load_model, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(tiny_kvasir_run)
+    network = load_model(checkpoint, (96, 96))
+    averaged = load_model(checkpoint, (96, 96), flips=["vertical", "horizontal"])
+    images = fresh_images.astype(np.float32) / 127.5 - 1.0
+
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        logits = np.asarray(network(x, training=False), np.float64)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+    views = [(), (1,), (2,), (1, 2)]  # NHWC: rows (vertical flip), columns (horizontal flip)
+    expected = np.mean([np.flip(probabilities(np.flip(images, axis)), axis) if axis else probabilities(images)
+                        for axis in views], axis=0)
+    got = np.exp(np.asarray(averaged(images, training=False), np.float64))
+    assert got.shape == (3, 96, 96, 2)
+    # The untrained network answers ~0.5 everywhere: compare the deviations from 0.5, relatively.
+    magnitude = np.abs(expected - 0.5).max()
+    np.testing.assert_allclose((got - 0.5) / magnitude, (expected - 0.5) / magnitude, atol=1e-2)
+    unflipped = probabilities(images)
+    assert np.abs(got - unflipped).max() > 0.05 * magnitude, "the flipped views must change the answer"
+    with pytest.raises(ValueError, match="unknown test-time flip"):
+        load_model(checkpoint, (96, 96), flips=["diagonal"])
+
+
 @pytest.fixture(scope="module")
 def scaled_export(tiny_kvasir_run, tmp_path_factory) -> dict:
-    """ONNX export at inference scale 1.5, its card carrying the checkpoint's evaluation at 1.5."""
+    """ONNX export at inference scale 1.5 averaged over horizontal flips, its card carrying the
+    checkpoint's evaluation of that same graph."""
     from training import evaluate, export_model
 
     work = tmp_path_factory.mktemp("scaled")
-    evaluate.main(["--checkpoint_path", str(tiny_kvasir_run), "--input-size", "96", "--inference-scale", "1.5",
+    graph = ["--input-size", "96", "--inference-scale", "1.5", "--test-time-flips", "horizontal"]
+    evaluate.main(["--checkpoint_path", str(tiny_kvasir_run), *graph,
                    "--limit", "2", "--split", "val", "--output", str(work / "eval.json"), "--no-progress"])
     args = export_model.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(work / "out"),
-                                    "--input-size", "96", "--inference-scale", "1.5", "--onnx", "--name", "scaled",
-                                    "--metrics", str(work / "eval.json")])
+                                    *graph, "--onnx", "--name", "scaled", "--metrics", str(work / "eval.json")])
     return {**export_model.export(args), "evaluation": json.loads((work / "eval.json").read_text())}
 
 
@@ -254,8 +283,10 @@ def test_scaled_export_keeps_the_interface_and_its_card_records_the_scale(scaled
     card = load_card(scaled_export["card"], verify_files=True)
     assert card.input_size == (96, 96)
     assert card.architecture.inference_scale == 1.5 and card.architecture.network_input_size == (144, 144)
-    assert "--inference-scale 1.5" in card.training.reproduce
+    assert card.architecture.test_time_flips == ["horizontal"]
+    assert "--inference-scale 1.5 --test-time-flips horizontal" in card.training.reproduce
     assert card.metrics is not None and card.metrics.inference_scale == 1.5
+    assert card.metrics.test_time_flips == ["horizontal"]
     assert card.metrics.dice == scaled_export["evaluation"]["dice"]
     assert scaled_export["export_parity"]["onnx"]["label_agreement"] >= parity.TOLERANCES["onnx"][1]
 
@@ -265,8 +296,9 @@ def test_scaled_checkpoint_and_its_onnx_export_score_the_same(scaled_export):
 
     target = evaluate.onnx_target(Path(scaled_export["files"]["onnx"]), Path(scaled_export["card"]))
     assert target.input_size == (96, 96) and target.inference_scale == 1.5
+    assert target.test_time_flips == ["horizontal"]
     onnx_scores = evaluate.evaluate(target, get_dataset("kvasir", split="val"), limit=2, progress=False)
-    assert onnx_scores["inference_scale"] == 1.5
+    assert onnx_scores["inference_scale"] == 1.5 and onnx_scores["test_time_flips"] == ["horizontal"]
     checkpoint_confusion = np.array(scaled_export["evaluation"]["confusion_matrix"])
     onnx_confusion = np.array(onnx_scores["confusion_matrix"])
     assert np.abs(checkpoint_confusion - onnx_confusion).sum() <= 1e-4 * onnx_confusion.sum()
