@@ -5,11 +5,11 @@
 # optionally with @scale for the graph's inference scale (export_model.py --inference-scale) and
 # +flip[,flip] for the flips it averages over (export_model.py --test-time-flips):
 #   scripts/ship_default_models.sh [polyp[=run][@scale][+flips]] [camvid[=run][@scale][+flips]]
-#   e.g. polyp=polyp-512-strong2+horizontal,vertical      (default: the shipped runs)
+#   e.g. polyp=polyp-512-strong2+horizontal      (default: the shipped runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
-for spec in "${@:-polyp=polyp-512-strong camvid=camvid-512}"; do
+for spec in "${@:-polyp=polyp-512-strong2+horizontal camvid=camvid-512}"; do
   for model in $spec; do
     flips=()
     if [[ $model == *+* ]]; then IFS=, read -r -a flips <<< "${model#*+}"; model=${model%%+*}; fi
