@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     results.png = codecs.png_costs(maps, palette, repeat)
     results.crf = codecs.crf_vs_inference(session, card, np.asarray(Image.open(paths[0]).convert("RGB")), repeat)
 
+    if flips := card.architecture.test_time_flips:
+        results.notes.append(f"The graph of `{card.name}` averages over flipped views (test-time flips: "
+                             f"{', '.join(flips)}): every inference is {2 ** len(flips)} network passes, so the "
+                             "service's fixed per-request costs are a smaller share than for a single-pass model "
+                             "(`--model` picks another).")
     if competing := competing_processes():
         results.notes.append(f"{len(competing)} other CPU-heavy job(s) were running at the end of this run and "
                              "shared the CPU cores with it: absolute numbers are lower than on an idle machine; the "
