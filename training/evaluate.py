@@ -26,7 +26,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = N
 
 
 def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0,
-                      test_time_flips: list[str] = ()) -> Target:
+                      test_time_flips: Sequence[str] = ()) -> Target:
     """A training run, through the export graph (TensorFlow)."""
     import tensorflow as tf
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -248,7 +249,7 @@ def load_card(path: str | Path, verify_files: bool = False) -> ModelCard:
 def build_card(*, name: str, description: str, config: dict, input_size: tuple[int, int],
                files: dict[str, Path], parity: dict[str, dict], metrics: dict | None,
                checkpoint_path: Path, reproduce: str, inference_scale: float = 1.0,
-               test_time_flips: list[str] = ()) -> ModelCard:
+               test_time_flips: Sequence[str] = ()) -> ModelCard:
     """Assemble (and validate) the card for an export.
 
     ``config`` is the run's ``config.json``; ``files`` maps a role ("onnx", "tflite_fp16", ...)
