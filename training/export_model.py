@@ -5,8 +5,9 @@
 
 The run's weights are loaded into a model rebuilt at ``--input-size`` (or, with
 ``--inference-scale``, at that size enlarged, between two resizes inside the graph; with
-``--test-time-flips``, averaged over flipped views) and wrapped in the uint8 inference graph. Every export is run on real validation images next to the Keras model and must
-match it (``training.parity``) or the export fails. With ``--onnx`` the model card is written
+``--test-time-flips``, averaged over flipped views) and wrapped in the uint8 inference graph.
+Every export is run on real validation images next to the Keras model and must match it
+(``training.parity``) or the export fails. With ``--onnx`` the model card is written
 next to the ONNX file; ``--engines-dir`` copies both where the service looks for models.
 """
 
