@@ -2,8 +2,11 @@
 
 The fake device keeps every allocation as a byte array and the fake context computes outputs
 from the bytes actually copied to the device, so a wrong size, offset or missing copy shows up
-as wrong results, not just as a wrong call log.
+as wrong results, not just as a wrong call log. Like CUDA, the device is per host thread and a
+new thread starts on device 0: every call checks that the runner's GPU (1 here) is current.
 """
+
+import threading
 
 import numpy as np
 import pytest
@@ -25,18 +28,31 @@ class FakeHost:
 
 
 class FakeCuda:
-    def __init__(self, fail_on_alloc: int | None = None):
+    def __init__(self, fail_on_alloc: int | None = None, gpu: int = 1, fail_sync: bool = False):
         self.device: dict[int, np.ndarray] = {}
         self.hosts: list[FakeHost] = []
         self.log: list[tuple] = []
         self.freed_hosts, self.freed_devices, self.streams = [], [], []
-        self._fail_on_alloc = fail_on_alloc
+        self._fail_on_alloc, self._fail_sync = fail_on_alloc, fail_sync
+        self.gpu, self._current = gpu, threading.local()
+
+    def bind(self):
+        self._current.device = self.gpu
+
+    def on_gpu(self):
+        """Raise as CUDA would misbehave when the calling thread is on another device."""
+        current = getattr(self._current, "device", 0)
+        if current != self.gpu:
+            raise AssertionError(f"CUDA call on device {current} from {threading.current_thread().name}, "
+                                 f"the runner's GPU is {self.gpu}")
 
     def alloc_host(self, nbytes):
+        self.on_gpu()
         self.hosts.append(FakeHost(nbytes))
         return self.hosts[-1]
 
     def alloc_device(self, nbytes):
+        self.on_gpu()
         if self._fail_on_alloc is not None and len(self.device) == self._fail_on_alloc:
             raise TensorRTError("cudaMalloc failed: cudaErrorMemoryAllocation")
         pointer = 0x1000 * (len(self.device) + 1)
@@ -44,6 +60,7 @@ class FakeCuda:
         return pointer
 
     def create_stream(self):
+        self.on_gpu()
         self.streams.append("stream")
         return "stream"
 
@@ -52,23 +69,31 @@ class FakeCuda:
         return 7
 
     def copy_to_device(self, pointer, host, nbytes, stream):
+        self.on_gpu()
         self.log.append(("h2d", pointer, nbytes))
         self.device[pointer][:nbytes] = host.array[:nbytes]
 
     def copy_to_host(self, host, pointer, nbytes, stream):
+        self.on_gpu()
         self.log.append(("d2h", pointer, nbytes))
         host.array[:nbytes] = self.device[pointer][:nbytes]
 
     def synchronize(self, stream):
+        self.on_gpu()
+        if self._fail_sync:
+            raise TensorRTError("cudaStreamSynchronize failed: cudaErrorIllegalAddress")
         self.log.append(("sync",))
 
     def free_host(self, host):
+        self.on_gpu()
         self.freed_hosts.append(host)
 
     def free_device(self, pointer):
+        self.on_gpu()
         self.freed_devices.append(pointer)
 
     def destroy_stream(self, stream):
+        self.on_gpu()
         self.streams.remove(stream)
 
 
@@ -88,6 +113,7 @@ class FakeContext:
         return self.accept_shapes
 
     def execute_async_v3(self, stream_handle):
+        self.cuda.on_gpu()
         self.streams.append(stream_handle)
         batch = self.shapes[-1][1][0]
         device = self.cuda.device
@@ -184,6 +210,39 @@ def test_close_frees_everything_once_and_a_failed_init_frees_what_it_got():
     with pytest.raises(TensorRTError, match="cudaMalloc failed"):
         EngineRunner(FakeContext(failing), SPECS, 4, failing)
     assert len(failing.freed_hosts) == 2 and len(failing.freed_devices) == 1
+
+
+def test_close_still_frees_when_the_stream_sync_fails():
+    cuda = FakeCuda(fail_sync=True)
+    runner = EngineRunner(FakeContext(cuda), SPECS, 4, cuda)
+    with pytest.raises(TensorRTError, match="cudaErrorIllegalAddress"):
+        runner.close()
+    assert cuda.streams == [] and len(cuda.freed_hosts) == 3 and len(cuda.freed_devices) == 3
+    runner.close()  # nothing left to free, nothing raised
+
+
+def test_every_thread_that_touches_the_runner_binds_its_gpu_first():
+    """Built on one thread, run on the batcher's, closed on the event loop's: none starts on GPU 1."""
+    runner, cuda, _ = make_runner()
+    errors = []
+
+    def run():
+        try:
+            np.testing.assert_array_equal(runner.run(images(2), ["labels"])["labels"], images(2)[..., 0] % C)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    def close():
+        try:
+            runner.close()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    for work in (run, close):
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    assert errors == [] and len(cuda.freed_devices) == 3
 
 
 def test_check_images_and_output_selection():
