@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TextIO
 
 from service.tensorrt.errors import OnnxParseError, TensorRTError
+from service.tensorrt.files import write_atomically
+from service.tensorrt.host import shared_logger
 from service.tensorrt.sidecar import BatchProfile
 
 BUILDER_FLAG = "builder-flag"
@@ -124,7 +126,7 @@ class BuildRequest:
 
 def build_serialized_engine(trt, request: BuildRequest, printer: ProgressPrinter) -> bytes:
     """Parse, configure and build; returns the plan bytes and updates the timing cache file."""
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = shared_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt, request.strongly_typed))
     parser = trt.OnnxParser(network, logger)
@@ -143,18 +145,13 @@ def build_serialized_engine(trt, request: BuildRequest, printer: ProgressPrinter
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
     profile.set_shape(request.input_name, *(request.profile.shapes[k] for k in ("min", "opt", "max")))
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:  # -1: the profile is not valid for this network
+        raise TensorRTError(f"TensorRT rejected the optimisation profile {request.profile.shapes} for input "
+                            f"{request.input_name!r} of {request.onnx_path}")
     monitor = progress_monitor(trt, printer)
     if monitor is not None:
         config.progress_monitor = monitor
-
-    cache_bytes = b""
-    if request.timing_cache is not None and request.timing_cache.is_file():
-        cache_bytes = request.timing_cache.read_bytes()
-    timing_cache = config.create_timing_cache(cache_bytes)
-    if not config.set_timing_cache(timing_cache, ignore_mismatch=False):
-        printer.note(f"timing cache {request.timing_cache} is from another GPU or TensorRT; starting afresh")
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    timing_cache = attach_timing_cache(config, request.timing_cache, printer)  # held: must outlive the build
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -162,5 +159,24 @@ def build_serialized_engine(trt, request: BuildRequest, printer: ProgressPrinter
                             "the TensorRT messages above say why (often: workspace too small, "
                             "try --workspace-mb 4096)")
     if request.timing_cache is not None:
-        request.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+        write_atomically(request.timing_cache, bytes(timing_cache.serialize()))  # the builder updated it
     return bytes(serialized)
+
+
+def attach_timing_cache(config, path: Path | None, printer: ProgressPrinter):
+    """Attach (and return) the timing cache from ``path``; a fresh one when the file is absent,
+    unreadable as a cache (``create_timing_cache`` returns None, as NVIDIA's cacheUtils.cpp
+    checks) or from another GPU/TensorRT (``set_timing_cache`` returns False)."""
+    if path is not None and path.is_file():
+        cache = config.create_timing_cache(path.read_bytes())
+        if cache is None:
+            printer.note(f"timing cache {path} is not a TensorRT timing cache (corrupt or truncated); starting afresh")
+        elif config.set_timing_cache(cache, ignore_mismatch=False):
+            return cache
+        else:
+            printer.note(f"timing cache {path} is from another GPU or TensorRT; starting afresh")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise TensorRTError("TensorRT could not create an empty timing cache")
+    return cache
+

@@ -41,6 +41,36 @@ def _call(name: str, result):
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def _cuda_version(runtime, call: str) -> str:
+    """``cudaDriverGetVersion``/``cudaRuntimeGetVersion`` as "major.minor" (e.g. 12040 -> "12.4")."""
+    error, version = getattr(runtime, call)()
+    if error != runtime.cudaError_t.cudaSuccess or not version:
+        return "unknown"
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def cuda_python_version() -> str:
+    """The installed cuda-bindings (cuda-python) version; its major is the CUDA runtime it links."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("cuda-bindings", "cuda-python"):
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def _insufficient_driver(runtime) -> str:
+    """Name both sides of a driver/runtime mismatch and the two ways out."""
+    driver, linked = _cuda_version(runtime, "cudaDriverGetVersion"), _cuda_version(runtime, "cudaRuntimeGetVersion")
+    bindings = cuda_python_version()
+    return (f"the NVIDIA driver supports CUDA {driver}, but cuda-python {bindings} uses the CUDA "
+            f"{linked} runtime (cudaErrorInsufficientDriver). Install the cuda-python major that "
+            f"matches the driver and TensorRT (CUDA 12 driver: pip install 'cuda-python>=12.6,<13' "
+            f"and tensorrt-cu12), or update the driver (CUDA 13 needs R580 or newer)")
+
+
 def device_identity(device: int = 0) -> tuple[str, str]:
     """(GPU name, compute capability "major.minor") of ``device``; ``CudaUnavailable`` if none."""
     runtime = _runtime()
@@ -49,6 +79,8 @@ def device_identity(device: int = 0) -> tuple[str, str]:
     except Exception as error:  # a missing libcuda surfaces as an exception in some releases
         raise CudaUnavailable(f"no NVIDIA driver usable ({error}); TensorRT needs a GPU host "
                               "with the NVIDIA driver (in Docker: the NVIDIA Container Toolkit)") from None
+    if error == runtime.cudaError_t.cudaErrorInsufficientDriver:
+        raise CudaUnavailable(f"GPU unusable: {_insufficient_driver(runtime)}")
     if error != runtime.cudaError_t.cudaSuccess or count == 0:
         reason = "no CUDA device visible" if error == runtime.cudaError_t.cudaSuccess else \
             _error_name(runtime, error)
@@ -74,13 +106,24 @@ class HostBuffer:
         return np.ctypeslib.as_array(raw, (self.nbytes,))
 
 
+def use_device(device: int) -> None:
+    """Make ``device`` current on the calling thread: ``cudaSetDevice`` binds only that host
+    thread, and every new thread starts on device 0."""
+    _call("cudaSetDevice", _runtime().cudaSetDevice(device))
+
+
 class CudaRuntime:
     """The handful of CUDA runtime calls an engine runner needs, bound to one device."""
 
     def __init__(self, device: int = 0):
         device_identity(device)  # a clear error before any allocation
         self._rt = _runtime()
-        _call("cudaSetDevice", self._rt.cudaSetDevice(device))
+        self.device = device
+        self.bind()
+
+    def bind(self) -> None:
+        """Make this runtime's device current on the calling thread (call first on every thread)."""
+        use_device(self.device)
 
     def alloc_host(self, nbytes: int) -> HostBuffer:
         return HostBuffer(_call("cudaMallocHost", self._rt.cudaMallocHost(nbytes)), nbytes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from service.tensorrt.cuda import device_identity
 from service.tensorrt.errors import TensorRTNotInstalled
 from service.tensorrt.sidecar import Platform
@@ -18,6 +20,13 @@ def import_tensorrt():
     except ImportError as error:
         raise TensorRTNotInstalled(f"{INSTALL_HINT} (import error: {error})") from None
     return tensorrt
+
+
+@functools.cache
+def shared_logger(trt):
+    """The process's one ``trt.Logger``: NVIDIA's samples share a single logger between builder
+    and runtime, and ILogger::log must be thread-safe because one logger serves them all."""
+    return trt.Logger(trt.Logger.WARNING)
 
 
 def current_platform(device: int = 0) -> Platform:

@@ -35,12 +35,29 @@ class FakeParserError:
         return self._values[4]
 
 
+class Enum:
+    """A TensorRT enum member: identity matters, like pybind's enums (no bare strings accepted)."""
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def __int__(self):
+        return self.value
+
+
+def enum(**members):
+    return types.SimpleNamespace(**{name: Enum(name, value) for name, value in members.items()})
+
+
 def fake_tensorrt(has_fp16_flag: bool):
-    calls = {"flags": [], "pools": {}, "profiles": []}
+    """A stand-in ``tensorrt`` that fails the way NVIDIA documents: ``create_timing_cache`` -> None
+    for bytes that are not a cache, ``add_optimization_profile`` -> -1 for an invalid profile,
+    enums instead of strings, one positional signature per call."""
+    calls = {"flags": [], "pools": {}, "profiles": [], "loggers": 0}
 
     class IProgressMonitor:
         def __init__(self):
-            pass
+            self.initialised = True  # pybind11 trampolines need the base __init__
 
     class Input:
         def __init__(self, name):
@@ -83,51 +100,73 @@ def fake_tensorrt(has_fp16_flag: bool):
             self.data = data
 
         def serialize(self):
-            return self.data + b"+tuned"
+            return memoryview(self.data + b"+tuned")  # IHostMemory supports the buffer protocol
 
     class Config:
         progress_monitor = None
+        cache = None
 
         def set_memory_pool_limit(self, pool, size):
-            calls["pools"][pool] = size
+            assert pool is trt.MemoryPoolType.WORKSPACE and isinstance(size, int)
+            calls["pools"][pool.name] = size
 
         def set_flag(self, flag):
-            calls["flags"].append(flag)
+            assert isinstance(flag, Enum)
+            calls["flags"].append(flag.name)
 
         def add_optimization_profile(self, profile):
+            name, low, opt, high = profile.shapes
+            if not all(a <= b <= c for a, b, c in zip(low, opt, high)) or profile.invalid:
+                return -1
             calls["profiles"].append(profile.shapes)
+            return len(calls["profiles"]) - 1
 
         def create_timing_cache(self, data):
-            return TimingCache(bytes(data))
+            data = bytes(data)
+            return None if data.startswith(b"corrupt") else TimingCache(data)
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            assert isinstance(cache, TimingCache) and ignore_mismatch is False
+            if cache.data == b"foreign":
+                return False
             self.cache = cache
-            return cache.data != b"foreign"
-
-        def get_timing_cache(self):
-            return self.cache
+            return True
 
     class Profile:
+        invalid = False
+
         def set_shape(self, name, low, opt, high):
             self.shapes = (name, low, opt, high)
 
+    class Logger:
+        WARNING = Enum("WARNING", 2)
+
+        def __init__(self, severity):
+            assert severity is Logger.WARNING
+            calls["loggers"] += 1
+
     class Builder:
         fail = False
+        invalid_profile = False
 
         def __init__(self, logger):
-            pass
+            assert isinstance(logger, Logger)
 
         def create_network(self, flags):
+            assert isinstance(flags, int)
             return Network(flags)
 
         def create_builder_config(self):
             return Config()
 
         def create_optimization_profile(self):
-            return Profile()
+            profile = Profile()
+            profile.invalid = Builder.invalid_profile
+            return profile
 
         def build_serialized_network(self, network, config):
             monitor = config.progress_monitor
+            assert monitor.initialised and config.cache is not None
             monitor.phase_start("Building engine", None, 2)
             monitor.phase_start("Tactic selection", "Building engine", 3)
             assert monitor.step_complete("Tactic selection", 0) is True
@@ -135,14 +174,13 @@ def fake_tensorrt(has_fp16_flag: bool):
             monitor.phase_finish("Building engine")
             return None if Builder.fail else b"PLAN"
 
-    flag_names = ["TF32"] + (["FP16"] if has_fp16_flag else [])
-    trt = types.SimpleNamespace(
-        BuilderFlag=types.SimpleNamespace(**{name: name for name in flag_names}),
-        NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1),
-        MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
-        Logger=types.SimpleNamespace(WARNING=2), IProgressMonitor=IProgressMonitor,
-        Builder=Builder, OnnxParser=OnnxParser)
-    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    flags = {"TF32": 7, **({"FP16": 0} if has_fp16_flag else {})}
+    trt = types.ModuleType("tensorrt")  # hashable like the real module
+    trt.BuilderFlag = enum(**flags)
+    # TensorRT 10: STRONGLY_TYPED = 1 (EXPLICIT_BATCH = 0); 11 renumbered it to 0, deprecated
+    trt.NetworkDefinitionCreationFlag = enum(STRONGLY_TYPED=1 if has_fp16_flag else 0)
+    trt.MemoryPoolType = enum(WORKSPACE=0)
+    trt.Logger, trt.IProgressMonitor, trt.Builder, trt.OnnxParser = Logger, IProgressMonitor, Builder, OnnxParser
     return trt, calls
 
 
@@ -180,7 +218,7 @@ def test_tensorrt_10_fp16_build_sets_the_flag_profile_workspace_and_timing_cache
 def test_tensorrt_11_build_is_strongly_typed_without_precision_flags(tmp_path):
     trt, calls = fake_tensorrt(has_fp16_flag=False)
     builder.build_serialized_engine(trt, request(tmp_path, strongly_typed=True), quiet())
-    assert calls["network_flags"] == 1 << 1
+    assert calls["network_flags"] == 1 << 0
     assert calls["flags"] == []
 
 
@@ -208,6 +246,30 @@ def test_failed_build_and_foreign_timing_cache(tmp_path):
         builder.build_serialized_engine(trt, request(tmp_path, cache=b"foreign"),
                                         builder.ProgressPrinter(out, interval=0))
     assert "is from another GPU or TensorRT; starting afresh" in out.getvalue()
+
+
+def test_a_corrupt_timing_cache_is_replaced_not_passed_on_as_none(tmp_path):
+    trt, _ = fake_tensorrt(has_fp16_flag=True)
+    out = io.StringIO()
+    build = request(tmp_path, cache=b"corrupt\0\0")
+    assert builder.build_serialized_engine(trt, build, builder.ProgressPrinter(out, interval=0)) == b"PLAN"
+    assert "not a TensorRT timing cache" in out.getvalue()
+    assert build.timing_cache.read_bytes() == b"+tuned"  # a fresh cache, written whole
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_invalid_optimisation_profile_is_an_error(tmp_path):
+    trt, _ = fake_tensorrt(has_fp16_flag=True)
+    trt.Builder.invalid_profile = True
+    with pytest.raises(TensorRTError, match="rejected the optimisation profile"):
+        builder.build_serialized_engine(trt, request(tmp_path), quiet())
+
+
+def test_builds_share_one_logger(tmp_path):
+    trt, calls = fake_tensorrt(has_fp16_flag=True)
+    for _ in range(2):
+        builder.build_serialized_engine(trt, request(tmp_path), quiet())
+    assert calls["loggers"] == 1
 
 
 def test_progress_is_printed_as_a_tree_and_steps_are_throttled():

@@ -91,16 +91,18 @@ def test_missing_tensorrt_says_what_to_install(exported_card_path, tmp_path, cap
         host.import_tensorrt()
 
 
-def fake_cuda_runtime(error_code: int, count: int):
+def fake_cuda_runtime(error_code: int, count: int, driver: int = 12040, runtime: int = 13000):
+    """cuda.bindings.runtime as far as device discovery goes: every call returns (error, *values)."""
     errors = types.SimpleNamespace(cudaSuccess=0, cudaErrorNoDevice=100, cudaErrorInsufficientDriver=35)
     names = {100: b"cudaErrorNoDevice", 35: b"cudaErrorInsufficientDriver"}
     return types.SimpleNamespace(cudaError_t=errors, cudaGetDeviceCount=lambda: (error_code, count),
-                                 cudaGetErrorName=lambda code: (0, names[code]))
+                                 cudaGetErrorName=lambda code: (0, names[code]),
+                                 cudaDriverGetVersion=lambda: (0, driver),
+                                 cudaRuntimeGetVersion=lambda: (0, runtime))
 
 
 @pytest.mark.parametrize("error_code, count, fragment", [
     (100, 0, "no GPU: cudaErrorNoDevice"),
-    (35, 0, "no GPU: cudaErrorInsufficientDriver"),
     (0, 0, "no GPU: no CUDA device visible"),
 ])
 def test_no_gpu_is_a_clear_error(monkeypatch, error_code, count, fragment):
@@ -108,6 +110,18 @@ def test_no_gpu_is_a_clear_error(monkeypatch, error_code, count, fragment):
     with pytest.raises(CudaUnavailable, match=fragment) as error:
         cuda.device_identity()
     assert "NVIDIA Container Toolkit" in str(error.value)
+
+
+def test_an_old_driver_is_named_as_a_driver_runtime_mismatch_not_as_no_gpu(monkeypatch):
+    """cuda-python 13 on a CUDA 12 driver (R535-R570): cudaGetDeviceCount -> insufficient driver."""
+    monkeypatch.setattr(cuda, "_runtime", lambda: fake_cuda_runtime(35, 0, driver=12040, runtime=13000))
+    monkeypatch.setattr(cuda, "cuda_python_version", lambda: "13.4.4")
+    with pytest.raises(CudaUnavailable) as error:
+        cuda.device_identity()
+    message = str(error.value)
+    assert "no GPU" not in message
+    assert "driver supports CUDA 12.4, but cuda-python 13.4.4 uses the CUDA 13.0 runtime" in message
+    assert "cudaErrorInsufficientDriver" in message and "cuda-python>=12.6,<13" in message
 
 
 def test_no_gpu_stops_the_build_with_exit_1(exported_card_path, tmp_path, capsys, monkeypatch):
