@@ -81,11 +81,14 @@ class ModelRegistry:
             if entry.status != "loading":
                 continue
             try:
+                backend = None
                 backend = await asyncio.to_thread(load_backend_checked, entry.card, self.settings)
                 policy = policy_for(backend, self.settings.batching)
                 await asyncio.to_thread(warm_up, backend, entry.card, policy.max_batch_size)
             except Exception as exc:  # noqa: BLE001 - a model that fails to load must not stop the others
                 log.exception("model %s failed to load", entry.name)
+                if backend is not None:  # loaded but failed its warm-up: free its device memory
+                    await asyncio.to_thread(backend.close)
                 entry.status, entry.error = "failed", f"{type(exc).__name__}: {exc}"
                 continue
             entry.backend, entry.batcher = backend, Batcher(entry.name, backend, policy)

@@ -8,6 +8,7 @@ fastest where a plan built for this GPU exists).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from service.settings import Settings
 
 __all__ = ["SPECS", "Backend", "BackendSpec", "BackendUnavailable", "InferenceResult", "load_backend"]
 
+log = logging.getLogger(__name__)
+
 
 class BackendUnavailable(RuntimeError):
     """No engine (or not the requested one) can serve a model here; the message says why."""
@@ -27,14 +30,16 @@ class BackendUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
-    unavailable: Callable[[ModelCard], str | None]  # why it cannot serve this card here, None if it can
+    unavailable: Callable[[ModelCard, Settings], str | None]  # why it cannot serve this card here, None if it can
     load: Callable[[ModelCard, Settings], Backend]
 
 
 SPECS: list[BackendSpec] = [
     BackendSpec("tensorrt", tensorrt_unavailable, load_tensorrt),
-    BackendSpec("onnx-cuda", cuda_unavailable, lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda=True)),
-    BackendSpec("onnx-cpu", cpu_unavailable, lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda=False)),
+    BackendSpec("onnx-cuda", lambda card, settings: cuda_unavailable(card),
+                lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda=True)),
+    BackendSpec("onnx-cpu", lambda card, settings: cpu_unavailable(card),
+                lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda=False)),
 ]
 
 
@@ -44,17 +49,19 @@ def load_backend(card: ModelCard, settings: Settings) -> Backend:
         spec = next((spec for spec in SPECS if spec.name == settings.backend), None)
         if spec is None:
             raise BackendUnavailable(f"backend {settings.backend!r} is not part of this installation")
-        reason = spec.unavailable(card)
+        reason = spec.unavailable(card, settings)
         if reason is not None:
             raise BackendUnavailable(f"backend {spec.name} cannot serve {card.name}: {reason}")
         return spec.load(card, settings)
     reasons = []
     for spec in SPECS:
-        reason = spec.unavailable(card)
+        reason = spec.unavailable(card, settings)
         if reason is None:
             try:
                 return spec.load(card, settings)
             except Exception as exc:  # noqa: BLE001 - auto falls through to the next engine, keeping why
                 reason = f"failed to load: {exc}"
+        # said at warning level: a GPU host that ends up on ONNX Runtime must say why, not stay silent
+        log.warning("%s: not on %s: %s", card.name, spec.name, reason)
         reasons.append(f"{spec.name}: {reason}")
     raise BackendUnavailable(f"no backend can serve {card.name}: " + "; ".join(reasons))

@@ -19,7 +19,7 @@ from service.backends.base import Backend, InferenceResult
 from service.tensorrt.buffers import TensorSpec, outputs_to_copy
 from service.tensorrt.cuda import CudaRuntime
 from service.tensorrt.errors import TensorRTError
-from service.tensorrt.host import current_platform, import_tensorrt
+from service.tensorrt.host import current_platform, import_tensorrt, shared_logger
 from service.settings import Settings
 from service.tensorrt.plan_cache import find_matching_plan, plan_path
 from service.tensorrt.runner import EngineRunner
@@ -41,37 +41,60 @@ def engine_tensor_specs(trt, engine) -> tuple[list[TensorSpec], int]:
     return specs, int(max_shape[0])
 
 
+def check_against_card(specs: list[TensorSpec], card: ModelCard, plan_path: Path) -> None:
+    """The engine's tensors are the ones the card names, with the card's dtypes (as the ONNX
+    Runtime backend checks its session): a plan whose labels came out INT32 or INT64 fails here."""
+    by_name = {spec.name: spec for spec in specs}
+    expected = {card.input.name: (True, card.input.dtype), card.outputs.labels.name: (False, card.outputs.labels.dtype),
+                card.outputs.probabilities.name: (False, card.outputs.probabilities.dtype)}
+    for name, (is_input, dtype) in expected.items():
+        spec = by_name.get(name)
+        if spec is None or spec.is_input != is_input or spec.dtype != np.dtype(dtype):
+            found = {s.name: f"{'input' if s.is_input else 'output'} {s.dtype}" for s in specs}
+            raise TensorRTError(f"{plan_path}: the card expects {'input' if is_input else 'output'} {name!r} "
+                                f"as {dtype}; the engine has {found}")
+
+
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, plan_path: str | Path, *, onnx_sha256: str | None = None,
-                 max_batch_size: int | None = None, device: int = 0):
-        """``onnx_sha256``/``max_batch_size``: what the model card and the service expect; a
-        plan built from another ONNX file or for smaller batches is refused like one built on
-        another GPU."""
+    def __init__(self, plan_path: str | Path, card: ModelCard, *, max_batch_size: int | None = None,
+                 device: int = 0):
+        """A plan built from another ONNX file (the card's hash), on another GPU or for smaller
+        batches than ``max_batch_size`` is refused before TensorRT reads it."""
         plan_path = Path(plan_path)
         sidecar = read_sidecar(plan_path)
-        verify(sidecar, current_platform(device), plan_path, onnx_sha256=onnx_sha256,
+        verify(sidecar, current_platform(device), plan_path, onnx_sha256=card.files.onnx_sha256,
                max_batch=max_batch_size)
         trt = import_tensorrt()
         self.precision = sidecar.precision
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._labels, self._probabilities = card.outputs.labels.name, card.outputs.probabilities.name
+        cuda = CudaRuntime(device)  # device current on this thread before the engine is created on it
+        self._runtime = trt.Runtime(shared_logger(trt))
         self._engine = self._runtime.deserialize_cuda_engine(plan_path.read_bytes())
         if self._engine is None:
             raise TensorRTError(f"TensorRT could not deserialize {plan_path}; see its log above")
-        self._context = self._engine.create_execution_context()
         specs, engine_max_batch = engine_tensor_specs(trt, self._engine)
+        check_against_card(specs, card, plan_path)
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise TensorRTError(f"TensorRT could not create an execution context for {plan_path} "
+                                "(usually: not enough free GPU memory for its activations)")
         self.max_batch_size = max_batch_size or engine_max_batch
-        self._runner = EngineRunner(self._context, specs, self.max_batch_size, CudaRuntime(device))
+        self._runner = EngineRunner(self._context, specs, self.max_batch_size, cuda)
 
     def infer(self, images: np.ndarray, want_probabilities: bool) -> InferenceResult:
-        outputs = self._runner.run(images, outputs_to_copy(self._runner.outputs, want_probabilities))
-        return InferenceResult(labels=outputs["labels"], probabilities=outputs.get("probabilities"))
+        wanted = outputs_to_copy(self._runner.outputs, want_probabilities, self._labels, self._probabilities)
+        outputs = self._runner.run(images, wanted)
+        return InferenceResult(labels=outputs[self._labels], probabilities=outputs.get(self._probabilities))
 
     def close(self) -> None:
-        self._runner.close()
-        self._context = self._engine = self._runtime = None
+        """Free the buffers, then drop context, engine and runtime in that order (TensorRT
+        objects must be destroyed before the objects they came from), even if freeing fails."""
+        try:
+            self._runner.close()
+        finally:
+            self._context = self._engine = self._runtime = None
 
 
 ENGINE_CACHE_ENV = "DEEPLAB_ENGINE_CACHE"
@@ -88,11 +111,11 @@ def _tensorrt_installed() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
 
 
-def _locate(card: ModelCard) -> tuple[Path | None, str | None]:
+def _locate(card: ModelCard, device: int) -> tuple[Path | None, str | None]:
     if not _tensorrt_installed():
         return None, "TensorRT is not installed (use the GPU image, or `pip install tensorrt`)"
     try:
-        running = current_platform()
+        running = current_platform(device)
     except TensorRTError as error:
         return None, str(error)
     directories = plan_directories(card)
@@ -104,14 +127,15 @@ def _locate(card: ModelCard) -> tuple[Path | None, str | None]:
     return plan, None
 
 
-def tensorrt_unavailable(card: ModelCard) -> str | None:
-    """Why TensorRT cannot serve ``card`` here: no TensorRT, no GPU, or no matching plan."""
-    return _locate(card)[1]
+def tensorrt_unavailable(card: ModelCard, settings: Settings) -> str | None:
+    """Why TensorRT cannot serve ``card`` on the configured GPU: no TensorRT, no GPU, or no plan
+    built for that GPU."""
+    return _locate(card, settings.onnx.cuda_device_id)[1]
 
 
 def load_tensorrt(card: ModelCard, settings: Settings) -> TensorRTBackend:
-    plan, reason = _locate(card)
+    device = settings.onnx.cuda_device_id
+    plan, reason = _locate(card, device)
     if plan is None:
         raise TensorRTError(reason)
-    return TensorRTBackend(plan, onnx_sha256=card.files.onnx_sha256,
-                           max_batch_size=settings.batching.max_batch_size, device=settings.onnx.cuda_device_id)
+    return TensorRTBackend(plan, card, max_batch_size=settings.batching.max_batch_size, device=device)

@@ -7,16 +7,15 @@ and ONNX hash; FP16, a 2048 MB workspace and batches 1/8/32 otherwise. Steps:
 2. find TensorRT and the GPU; for FP16 on TensorRT 11+ convert to an FP16 ONNX and check it in
    ONNX Runtime (labels must agree on >= 99.5 % of pixels);
 3. build with progress, a batch optimisation profile and a persistent timing cache;
-4. write ``<plan>`` and ``<plan>.json`` (TensorRT version, GPU, precision, profile, ONNX sha256,
-   model card), then check the engine against ONNX Runtime on real images and time it at
-   batch 1 and the optimal batch.
+4. check the engine against ONNX Runtime on real images and time it at batch 1 and the optimal
+   batch, then (only if it passed) write ``<plan>`` and ``<plan>.json`` (TensorRT version, GPU,
+   precision, profile, ONNX sha256, model card, parity, timings).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
 import tempfile
 import time
@@ -24,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from service.tensorrt import builder, fp16
+from service.tensorrt import builder, fp16, graph
 from service.tensorrt.checks import (MIN_LABEL_AGREEMENT, compare_labels, measure_throughput,
                                      require_agreement, sample_images)
 from service.tensorrt.errors import OutputNotWritable, TensorRTError
+from service.tensorrt.files import write_atomically
 from service.tensorrt.sidecar import BatchProfile, Sidecar, sidecar_path, write_sidecar
 from training.model_card import ModelCard, ModelCardError, load_card
 
@@ -114,12 +114,6 @@ def ensure_writable(path: Path) -> None:
                                 "(choose another location with -o)") from None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 class _Log:
     def __init__(self):
         self.started = time.monotonic()
@@ -129,6 +123,7 @@ class _Log:
 
 
 def run(args: argparse.Namespace, card: ModelCard, profile: BatchProfile) -> int:
+    from service.tensorrt.cuda import use_device
     from service.tensorrt.host import current_platform, import_tensorrt
 
     log = _Log()
@@ -136,7 +131,8 @@ def run(args: argparse.Namespace, card: ModelCard, profile: BatchProfile) -> int
         ensure_writable(path)
     trt = import_tensorrt()
     platform = current_platform(args.device)
-    log(f"TensorRT {platform.tensorrt_version} on {platform.gpu_name} "
+    use_device(args.device)  # the builder builds on the device current on this thread
+    log(f"TensorRT {platform.tensorrt_version} on GPU {args.device}, {platform.gpu_name} "
         f"(compute capability {platform.compute_capability})")
     try:
         images = sample_images(card.training.recipe, args.parity_images, card.input_size, args.images)
@@ -156,33 +152,51 @@ def run(args: argparse.Namespace, card: ModelCard, profile: BatchProfile) -> int
                 parity = fp16.fp16_parity(args.onnx, source, images)
                 log(f"FP16 ONNX vs FP32 ONNX (ONNX Runtime): labels agree on {parity.label_agreement:.4%}")
                 require_agreement(parity, "FP16 ONNX")
+        fed = Path(scratch) / f"{args.onnx.stem}.tensorrt.onnx"
+        rerouted = graph.write_tensorrt_onnx(source, fed)
+        log(f"{rerouted} cast(s) to uint8 routed through float32 (TensorRT casts to uint8 only from float)")
         request = builder.BuildRequest(
-            onnx_path=source, input_name=card.input.name, profile=profile, workspace_mb=args.workspace_mb,
+            onnx_path=fed, input_name=card.input.name, profile=profile, workspace_mb=args.workspace_mb,
             fp16_flag=mode == builder.BUILDER_FLAG, strongly_typed=mode == builder.STRONGLY_TYPED,
             timing_cache=args.timing_cache)
         log(f"building {args.precision} engine ({mode or 'fp32'}), batch {profile.min_batch}/"
             f"{profile.opt_batch}/{profile.max_batch} at {profile.height}x{profile.width}, "
             f"workspace {args.workspace_mb} MiB")
         plan_bytes = builder.build_serialized_engine(trt, request, builder.ProgressPrinter())
-    _write_atomically(args.output, plan_bytes)
-    sidecar = Sidecar(
-        platform=platform, precision=args.precision, fp16_mode=mode, profile=profile,
-        workspace_mb=args.workspace_mb, onnx_path=str(args.onnx), onnx_sha256=card.files.onnx_sha256,
-        model_card=card.to_json(),
-        built_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    write_sidecar(sidecar, args.output)
-    log(f"wrote {args.output} ({len(plan_bytes) / 2**20:.1f} MiB) and {sidecar_path(args.output)}")
-    return check_engine(args, card, profile, sidecar, images, log)
+        # checked under a temporary name: a crash or a failed check never leaves a plan the cache accepts
+        candidate = Path(scratch) / args.output.name
+        candidate.write_bytes(plan_bytes)
+        sidecar = Sidecar(
+            platform=platform, precision=args.precision, fp16_mode=mode, profile=profile,
+            workspace_mb=args.workspace_mb, onnx_path=str(args.onnx), onnx_sha256=card.files.onnx_sha256,
+            model_card=card.to_json(),
+            built_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        write_sidecar(sidecar, candidate)
+        log(f"built {len(plan_bytes) / 2**20:.1f} MiB; checking it before writing {args.output}")
+        checked = check_engine(args, candidate, card, profile, sidecar, images, log)
+        publish(plan_bytes, checked, args.output)
+    log(f"wrote {args.output} and {sidecar_path(args.output)}")
+    return 0
 
 
-def check_engine(args, card: ModelCard, profile: BatchProfile, sidecar: Sidecar, images, log) -> int:
-    """Parity with ONNX Runtime and speed at batch 1 and the optimal batch, into the sidecar."""
+def publish(plan_bytes: bytes, sidecar: Sidecar, output: Path) -> None:
+    """Replace the plan and its sidecar: the old sidecar goes first, so a crash in between leaves
+    a plan without a sidecar, which is rebuilt, never a new plan described by an old sidecar."""
+    sidecar_path(output).unlink(missing_ok=True)
+    write_atomically(output, plan_bytes)
+    write_sidecar(sidecar, output)
+
+
+def check_engine(args, plan: Path, card: ModelCard, profile: BatchProfile, sidecar: Sidecar, images,
+                 log) -> Sidecar:
+    """Parity with ONNX Runtime (``ParityFailure`` below the threshold) and speed at batch 1 and
+    the optimal batch; returns the sidecar with both recorded."""
     import onnxruntime
 
     from service.backends.tensorrt import TensorRTBackend
     from training.runtimes import OnnxRunner
 
-    backend = TensorRTBackend(args.output, onnx_sha256=card.files.onnx_sha256, device=args.device)
+    backend = TensorRTBackend(plan, card, device=args.device)
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                  if p in onnxruntime.get_available_providers()]
 
@@ -191,12 +205,15 @@ def check_engine(args, card: ModelCard, profile: BatchProfile, sidecar: Sidecar,
         return result.probabilities, result.labels
 
     try:
-        parity = None
-        if images is not None:
-            parity = compare_labels(OnnxRunner(args.onnx, providers=providers), engine, images, profile.opt_batch)
-            log(f"TensorRT vs ONNX Runtime ({providers[0]}): labels agree on {parity.label_agreement:.4%} "
-                f"of pixels, max |dp| {parity.max_abs_prob_diff:.2e}, {parity.images} images "
+        if images is None:
+            parity = {"skipped": "no images (pass --images DIR, or mount the dataset)"}
+        else:
+            measured = compare_labels(OnnxRunner(args.onnx, providers=providers), engine, images, profile.opt_batch)
+            log(f"TensorRT vs ONNX Runtime ({providers[0]}): labels agree on {measured.label_agreement:.4%} "
+                f"of pixels, max |dp| {measured.max_abs_prob_diff:.2e}, {measured.images} images "
                 f"(required {MIN_LABEL_AGREEMENT:.1%})")
+            require_agreement(measured, f"TensorRT engine built for {args.output}")
+            parity = {**measured.as_dict(), "reference": f"onnxruntime:{providers[0]}"}
         bench_images = images if images is not None else np.zeros((1, *profile.shape(1)[1:]), np.uint8)
         timings = {f"tensorrt_{args.precision}": [
             measure_throughput(lambda x: backend.infer(x, False), bench_images, batch)
@@ -210,18 +227,8 @@ def check_engine(args, card: ModelCard, profile: BatchProfile, sidecar: Sidecar,
     for runtime, results in timings.items():
         for result in results:
             log(f"{runtime:<40} {result.line()}")
-    write_sidecar(sidecar.with_results(
-        parity=None if parity is None else {**parity.as_dict(), "reference": f"onnxruntime:{providers[0]}"},
-        benchmark={runtime: [r.as_dict() for r in results] for runtime, results in timings.items()}),
-        args.output)
-    if parity is not None:
-        try:
-            require_agreement(parity, f"TensorRT engine {args.output}")
-        except TensorRTError:
-            args.output.unlink()
-            sidecar_path(args.output).unlink()
-            raise
-    return 0
+    return sidecar.with_results(parity=parity, benchmark={
+        runtime: [r.as_dict() for r in results] for runtime, results in timings.items()})
 
 
 def main(argv: list[str] | None = None) -> int:

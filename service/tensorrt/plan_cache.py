@@ -3,7 +3,8 @@
 One rule, used both by the container entrypoint (build what is missing or stale before the
 service starts) and by ``--backend auto`` (use TensorRT only when a matching plan exists):
 a plan matches when its sidecar names this host's TensorRT version and GPU model, the ONNX hash
-in the model card, and a batch range that covers the service's largest batch.
+in the model card, and a batch range that covers the service's largest batch, and records a
+passed (or explicitly skipped) parity check against ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.tensorrt.errors import SidecarError
-from service.tensorrt.sidecar import Platform, mismatches, read_sidecar
+from service.tensorrt.checks import MIN_LABEL_AGREEMENT
+from service.tensorrt.sidecar import Platform, mismatches, parity_problem, read_sidecar
 
 PLAN_SUFFIX = ".plan"
 
@@ -45,6 +47,8 @@ def decide(plan: Path, onnx_sha256: str, running: Platform, *, precision: str | 
     except SidecarError as error:
         return PlanDecision(plan, True, (str(error),))
     reasons = mismatches(sidecar, running, onnx_sha256=onnx_sha256, precision=precision, max_batch=max_batch)
+    unchecked = parity_problem(sidecar, MIN_LABEL_AGREEMENT)
+    reasons += [unchecked] if unchecked else []
     return PlanDecision(plan, bool(reasons), tuple(reasons))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from service.tensorrt.errors import EngineMismatch, SidecarError
+from service.tensorrt.files import write_atomically
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp16", "fp32")
@@ -67,7 +68,7 @@ class Sidecar:
     onnx_sha256: str
     model_card: dict[str, Any]
     built_at: str
-    parity: dict[str, Any] | None = None
+    parity: dict[str, Any] | None = None  # None: never checked; {"skipped": why}; or the measured agreement
     benchmark: dict[str, Any] | None = None
     schema_version: int = field(default=SCHEMA_VERSION)
 
@@ -87,7 +88,7 @@ def sidecar_path(plan_path: str | Path) -> Path:
 
 def write_sidecar(sidecar: Sidecar, plan_path: str | Path) -> Path:
     path = sidecar_path(plan_path)
-    path.write_text(json.dumps(sidecar.to_json(), indent=2) + "\n")
+    write_atomically(path, (json.dumps(sidecar.to_json(), indent=2) + "\n").encode())
     return path
 
 
@@ -120,6 +121,20 @@ def read_sidecar(plan_path: str | Path) -> Sidecar:
 
 _PLAIN_FIELDS = ("precision", "fp16_mode", "workspace_mb", "onnx_path", "onnx_sha256",
                  "model_card", "built_at", "parity", "benchmark")
+
+
+def parity_problem(sidecar: Sidecar, minimum: float) -> str | None:
+    """Why this plan's check against ONNX Runtime does not vouch for it, or None: it passed, or
+    was skipped for want of images (said so at build time)."""
+    parity = sidecar.parity
+    if parity is None:
+        return "its check against ONNX Runtime never completed (build interrupted?)"
+    if "skipped" in parity:
+        return None
+    agreement = parity.get("label_agreement")
+    if not isinstance(agreement, (int, float)) or agreement < minimum:
+        return f"its labels agreed with ONNX Runtime on {agreement!r} of pixels, below {minimum}"
+    return None
 
 
 def mismatches(sidecar: Sidecar, running: Platform, *, onnx_sha256: str | None = None,

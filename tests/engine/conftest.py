@@ -74,9 +74,13 @@ def make_sidecar():
     return _make_sidecar
 
 
+PASSED = {"max_abs_prob_diff": 0.01, "label_agreement": 0.999, "images": 16,
+          "reference": "onnxruntime:CPUExecutionProvider"}
+
+
 def _make_sidecar(platform: Platform = H200, *, precision: str = "fp16", onnx_sha256: str = "a" * 64,
-                  max_batch: int = 32) -> Sidecar:
-    return Sidecar(platform=platform, precision=precision,
+                  max_batch: int = 32, parity: dict | None = PASSED) -> Sidecar:
+    return Sidecar(platform=platform, precision=precision, parity=parity,
                    fp16_mode="builder-flag" if precision == "fp16" else None,
                    profile=BatchProfile(1, 8, max_batch, 512, 512), workspace_mb=2048,
                    onnx_path="engines/polyp.onnx", onnx_sha256=onnx_sha256,

@@ -1,6 +1,8 @@
 """``--backend auto`` takes TensorRT only where a plan matching this GPU exists; otherwise the
 reason is kept and ONNX Runtime serves."""
 
+import logging
+
 import pytest
 
 from service.backends import BackendUnavailable, SPECS, load_backend
@@ -13,7 +15,7 @@ from service.tensorrt.sidecar import write_sidecar
 def gpu_host(monkeypatch, h200, tmp_path):
     """This machine as if it had TensorRT and an H200, with an empty engine cache."""
     monkeypatch.setattr(trt_backend, "_tensorrt_installed", lambda: True)
-    monkeypatch.setattr(trt_backend, "current_platform", lambda device=0: h200)
+    monkeypatch.setattr(trt_backend, "current_platform", lambda device: h200)
     cache = tmp_path / "engine-cache"
     cache.mkdir()
     monkeypatch.setenv(trt_backend.ENGINE_CACHE_ENV, str(cache))
@@ -26,14 +28,14 @@ def test_tensorrt_is_tried_first():
 
 def test_without_tensorrt_the_reason_says_what_to_install(exported_card, monkeypatch):
     monkeypatch.setattr(trt_backend, "_tensorrt_installed", lambda: False)
-    assert "TensorRT is not installed" in trt_backend.tensorrt_unavailable(exported_card)
+    assert "TensorRT is not installed" in trt_backend.tensorrt_unavailable(exported_card, Settings())
 
 
 def test_without_a_matching_plan_the_reason_gives_the_build_command(exported_card, gpu_host, make_sidecar):
     stale = make_sidecar(onnx_sha256="0" * 64)
     (gpu_host / exported_card.files.onnx.replace(".onnx", ".plan")).write_bytes(b"PLAN")
     write_sidecar(stale, gpu_host / exported_card.files.onnx.replace(".onnx", ".plan"))
-    reason = trt_backend.tensorrt_unavailable(exported_card)
+    reason = trt_backend.tensorrt_unavailable(exported_card, Settings())
     assert "no plan built for this GPU and TensorRT" in reason and "the model card now lists" in reason
     assert f"python build_engine.py {exported_card.onnx_path} -o {gpu_host}" in reason
     with pytest.raises(BackendUnavailable, match="backend tensorrt cannot serve"):
@@ -44,16 +46,36 @@ def test_a_matching_plan_in_the_cache_is_chosen(exported_card, gpu_host, make_si
     plan = gpu_host / exported_card.files.onnx.replace(".onnx", ".plan")
     plan.write_bytes(b"PLAN")
     write_sidecar(make_sidecar(onnx_sha256=exported_card.files.onnx_sha256), plan)
-    assert trt_backend.tensorrt_unavailable(exported_card) is None
+    assert trt_backend.tensorrt_unavailable(exported_card, Settings()) is None
     opened = {}
     monkeypatch.setattr(trt_backend, "TensorRTBackend",
-                        lambda path, **options: opened.update(path=path, **options) or "backend")
+                        lambda path, card, **options: opened.update(path=path, card=card, **options) or "backend")
     settings = Settings(backend="auto", batching={"max_batch_size": 16})
     assert load_backend(exported_card, settings) == "backend"
-    assert opened == {"path": plan, "onnx_sha256": exported_card.files.onnx_sha256, "max_batch_size": 16, "device": 0}
+    assert opened == {"path": plan, "card": exported_card, "max_batch_size": 16, "device": 0}
 
 
-def test_auto_falls_back_to_onnx_runtime_when_tensorrt_cannot_load(exported_card, gpu_host, make_sidecar, monkeypatch):
+def test_the_plan_is_matched_against_the_configured_gpu_not_gpu_0(exported_card, gpu_host, make_sidecar,
+                                                                   monkeypatch, h200):
+    """GPU 0 an L4, GPU 1 the H200 the plan was built on: serving on GPU 1 must find the plan."""
+    from service.tensorrt.sidecar import Platform
+
+    l4 = Platform(h200.tensorrt_version, "NVIDIA L4", "8.9")
+    monkeypatch.setattr(trt_backend, "current_platform", lambda device: {0: l4, 1: h200}[device])
+    plan = gpu_host / exported_card.files.onnx.replace(".onnx", ".plan")
+    plan.write_bytes(b"PLAN")
+    write_sidecar(make_sidecar(onnx_sha256=exported_card.files.onnx_sha256), plan)
+    on_gpu1 = Settings(onnx={"cuda_device_id": 1})
+    assert trt_backend.tensorrt_unavailable(exported_card, on_gpu1) is None
+    assert "built on NVIDIA H200" in trt_backend.tensorrt_unavailable(exported_card, Settings())
+    opened = {}
+    monkeypatch.setattr(trt_backend, "TensorRTBackend", lambda path, card, **options: opened.update(options))
+    trt_backend.load_tensorrt(exported_card, on_gpu1)
+    assert opened["device"] == 1
+
+
+def test_auto_falls_back_to_onnx_runtime_when_tensorrt_cannot_load(exported_card, gpu_host, make_sidecar, monkeypatch,
+                                                                   caplog):
     plan = gpu_host / exported_card.files.onnx.replace(".onnx", ".plan")
     plan.write_bytes(b"PLAN")
     write_sidecar(make_sidecar(onnx_sha256=exported_card.files.onnx_sha256), plan)
@@ -62,8 +84,11 @@ def test_auto_falls_back_to_onnx_runtime_when_tensorrt_cannot_load(exported_card
         raise trt_backend.TensorRTError("deserialize failed")
 
     monkeypatch.setattr(trt_backend, "TensorRTBackend", broken)
-    backend = load_backend(exported_card, Settings(backend="auto"))
+    with caplog.at_level(logging.WARNING, logger="service.backends"):
+        backend = load_backend(exported_card, Settings(backend="auto"))
     try:
         assert backend.name == "onnx-cpu"
     finally:
         backend.close()
+    # the GPU host that ends up on ONNX Runtime says why, instead of falling back silently
+    assert "not on tensorrt: failed to load: deserialize failed" in caplog.text

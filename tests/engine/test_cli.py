@@ -146,3 +146,63 @@ def test_throughput_is_measured_on_full_batches():
                                     batch=8, iterations=4, warmup=1, clock=lambda: next(timing))
     assert seen == [8] * 5
     assert result.latency_ms_p50 == pytest.approx(500.0) and result.images_per_s == pytest.approx(16.0)
+
+
+@pytest.fixture
+def stand_in_build(monkeypatch, h200):
+    """build_engine.py on a stand-in GPU host: TensorRT 10, GPU 1; records what the builder gets."""
+    seen = {}
+    trt = types.SimpleNamespace(__version__=h200.tensorrt_version, BuilderFlag=types.SimpleNamespace(FP16=0))
+    monkeypatch.setattr(host, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(host, "current_platform", lambda device: h200)
+    monkeypatch.setattr(cuda, "use_device", lambda device: seen.setdefault("device", device))
+
+    def build(trt_module, request, printer):
+        import onnx
+
+        seen["fed"] = onnx.load(str(request.onnx_path))
+        return b"PLAN"
+
+    monkeypatch.setattr(cli.builder, "build_serialized_engine", build)
+    return seen
+
+
+def test_a_plan_that_fails_its_check_or_crashes_mid_check_is_never_written(exported_card_path, tmp_path, capsys,
+                                                                           monkeypatch, stand_in_build):
+    from service.tensorrt.errors import ParityFailure
+
+    def failing_check(*args, **kwargs):
+        raise ParityFailure("labels agree on 91% of pixels")
+
+    monkeypatch.setattr(cli, "check_engine", failing_check)
+    plan = tmp_path / "out" / "m.plan"
+    status, output = run_cli([exported_card_path.with_suffix(".onnx"), "-o", plan, "--device", "1"], capsys)
+    assert status == 1 and "91% of pixels" in output
+    assert stand_in_build["device"] == 1  # the builder runs with GPU 1 current on its thread
+    assert sorted(path.name for path in plan.parent.iterdir()) == []  # no plan, sidecar or scratch left
+
+
+def test_a_checked_plan_is_written_with_its_parity_and_the_graph_tensorrt_accepts(exported_card_path, tmp_path,
+                                                                                  capsys, monkeypatch, stand_in_build):
+    from onnx import TensorProto
+
+    checked = {}
+
+    def passing_check(args, candidate, card, profile, sidecar, images, log):
+        checked["plan exists during the check"] = (tmp_path / "m.plan").exists()
+        checked["candidate"] = candidate.read_bytes()
+        return sidecar.with_results(parity={"label_agreement": 1.0, "max_abs_prob_diff": 0.0, "images": 2},
+                                    benchmark={})
+
+    monkeypatch.setattr(cli, "check_engine", passing_check)
+    plan = tmp_path / "m.plan"
+    status, _ = run_cli([exported_card_path.with_suffix(".onnx"), "-o", plan], capsys)
+    assert status == 0 and plan.read_bytes() == b"PLAN" == checked["candidate"]
+    assert checked["plan exists during the check"] is False
+    from service.tensorrt.sidecar import read_sidecar
+
+    assert read_sidecar(plan).parity["label_agreement"] == 1.0
+    fed = stand_in_build["fed"]
+    labels_cast = next(node for node in fed.graph.node if "labels" in node.output)
+    to_float = next(node for node in fed.graph.node if labels_cast.input[0] in node.output)
+    assert [a.i for a in to_float.attribute if a.name == "to"] == [TensorProto.FLOAT]

@@ -76,7 +76,7 @@ def test_tensorrt_build_and_backend_match_onnx_runtime(exported_card_path, expor
     assert cli.main([str(exported_card_path.with_suffix(".onnx")), "-o", str(plan), "--max-batch", "4",
                      "--opt-batch", "2", "--parity-images", "4"]) == 0
     images = sample_images(exported_card.training.recipe, 4, exported_card.input_size)
-    backend = TensorRTBackend(plan, onnx_sha256=exported_card.files.onnx_sha256)
+    backend = TensorRTBackend(plan, exported_card)
     try:
         result = backend.infer(images, want_probabilities=False)
         assert result.probabilities is None

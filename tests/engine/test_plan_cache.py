@@ -37,6 +37,19 @@ def test_decisions(tmp_path, make_sidecar, h200):
     assert broken.build and "missing field" in broken.reasons[0]
 
 
+@pytest.mark.parametrize("parity, fragment", [
+    (None, "check against ONNX Runtime never completed"),
+    ({"label_agreement": 0.97, "max_abs_prob_diff": 0.3, "images": 16}, "agreed with ONNX Runtime on 0.97"),
+    ({"skipped": "no images"}, None),
+])
+def test_the_sidecars_parity_record_decides_too(tmp_path, make_sidecar, h200, parity, fragment):
+    """A plan whose check never finished (a crash mid-check) or failed is rebuilt, not served."""
+    plan = place_plan(tmp_path, make_sidecar(parity=parity))
+    decision = decide(plan, "a" * 64, h200)
+    assert decision.build == (fragment is not None)
+    assert fragment is None or fragment in decision.describe()
+
+
 def test_service_finds_the_first_matching_plan_of_any_precision(tmp_path, make_sidecar, h200):
     cache, engines = tmp_path / "cache", tmp_path / "engines"
     cache.mkdir(), engines.mkdir()

@@ -65,3 +65,28 @@ def test_card_json_is_kept_verbatim_for_the_api(segmentation_model, tmp_path):
     shutil.copy2(segmentation_model.path, tmp_path / segmentation_model.path.name)
     card = discovered(tmp_path).entries[segmentation_model.name].card
     assert card.to_json() == json.loads(segmentation_model.path.read_text())
+
+
+def test_a_backend_that_fails_its_warm_up_is_closed(segmentation_model, tmp_path, monkeypatch):
+    """Its device memory (a TensorRT engine, pinned buffers) is released, not leaked until exit."""
+    import asyncio
+
+    from service import registry as registry_module
+
+    class FailingWarmUp:
+        name, precision, max_batch_size, closed = "tensorrt", "fp16", 4, False
+
+        def infer(self, images, want_probabilities):
+            raise RuntimeError("execute_async_v3 failed")
+
+        def close(self):
+            self.closed = True
+
+    backend = FailingWarmUp()
+    monkeypatch.setattr(registry_module, "load_backend_checked", lambda card, settings: backend)
+    shutil.copy2(segmentation_model.path, tmp_path / segmentation_model.path.name)
+    registry = discovered(tmp_path)
+    asyncio.run(registry.load_all())
+    entry = registry.entries[segmentation_model.name]
+    assert entry.status == "failed" and "execute_async_v3 failed" in entry.error
+    assert backend.closed and entry.backend is None
