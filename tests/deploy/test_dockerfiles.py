@@ -40,7 +40,35 @@ def test_multi_stage_non_root_without_compilers_in_the_final_stage(project_root,
 def test_gpu_image_is_based_on_ngc_tensorrt_and_starts_through_the_entrypoint(project_root):
     text = (project_root / "docker/Dockerfile").read_text()
     assert re.search(r"(?m)^ARG TENSORRT_IMAGE=nvcr\.io/nvidia/tensorrt:\S+-py3$", text)
-    assert 'ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]' in text
+    # NGC's entrypoint (driver and forward-compatibility checks) still runs, then ours
+    assert 'ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "/usr/local/bin/entrypoint.sh"]' in text
+    assert "RUN python -m service.tensorrt.host" in stages(text)[1]  # TensorRT visible, CUDA majors agree
     entrypoint = (project_root / "docker/entrypoint.sh").read_text()
     assert "python -m service.tensorrt.ensure_engines" in entrypoint
     assert entrypoint.rstrip().endswith('exec python -m service "$@"')
+
+
+def locked_versions(project_root) -> dict[str, set[str]]:
+    import tomllib
+
+    lock = tomllib.loads((project_root / "uv.lock").read_text())
+    versions: dict[str, set[str]] = {}
+    for package in lock["package"]:
+        versions.setdefault(package["name"], set()).add(package.get("version", ""))
+    return versions
+
+
+def test_gpu_image_installs_the_locked_versions_with_hashes_for_its_python(project_root):
+    """uv.lock is for CPython 3.11, the NGC image runs 3.12: its requirements file must pin the
+    lock's versions, each with hashes, and be what the Dockerfile installs with --require-hashes."""
+    text = (project_root / "docker/Dockerfile").read_text()
+    assert "COPY docker/requirements-gpu-cp312.txt" in text and "--require-hashes" in text
+    requirements = (project_root / "docker/requirements-gpu-cp312.txt").read_text()
+    entries = re.split(r"(?m)^(?=[a-z0-9])", requirements)[1:]
+    pins = dict(re.match(r"([a-z0-9._-]+)==([^\s;]+)", entry).groups() for entry in entries)
+    assert all("--hash=sha256:" in entry for entry in entries)
+    locked = locked_versions(project_root)
+    drifted = {name: version for name, version in pins.items() if version not in locked.get(name, set())}
+    assert drifted == {}, f"not the uv.lock versions: {drifted}"
+    assert {"onnxruntime-gpu", "cuda-python", "cuda-bindings", "fastapi", "pydensecrf2"} <= set(pins)
+    assert pins["cuda-bindings"].split(".")[0] == "13"  # the 25.xx NGC tags are CUDA 13

@@ -36,6 +36,10 @@ def test_gpu_probes_and_wiring(project_root):
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 900
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in deployment["spec"]["template"]["spec"]["volumes"]}
+    data = mounts["/data"]  # DEEPLAB_DATA_ROOT in the image: real images for the build's parity check
+    assert data["readOnly"] is True and volumes[data["name"]]["persistentVolumeClaim"]["readOnly"] is True
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert load(project_root, "service.yaml")["spec"]["selector"] == selector
     target = load(project_root, "hpa.yaml")["spec"]["scaleTargetRef"]

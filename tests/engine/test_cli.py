@@ -206,3 +206,28 @@ def test_a_checked_plan_is_written_with_its_parity_and_the_graph_tensorrt_accept
     labels_cast = next(node for node in fed.graph.node if "labels" in node.output)
     to_float = next(node for node in fed.graph.node if labels_cast.input[0] in node.output)
     assert [a.i for a in to_float.attribute if a.name == "to"] == [TensorProto.FLOAT]
+
+
+@pytest.mark.parametrize("wheels, environment, bindings, fragment", [
+    (["tensorrt-cu12", "tensorrt_cu12_libs"], None, "13.4.4", "TensorRT is built for CUDA 12, cuda-python 13.4.4"),
+    ([], "12.8.1.012", "13.4.4", "pip install 'cuda-python>=12,<13'"),
+    (["tensorrt-cu13"], None, "13.4.4", None),
+    ([], None, "13.4.4", None),  # nothing says which CUDA TensorRT has: the driver check decides
+])
+def test_cuda_python_must_match_tensorrts_cuda_major(monkeypatch, wheels, environment, bindings, fragment):
+    distributions = [types.SimpleNamespace(metadata={"Name": name}) for name in ("numpy", *wheels)]
+    monkeypatch.setattr(host.importlib.metadata, "distributions", lambda: distributions)
+    monkeypatch.setattr(host, "cuda_python_version", lambda: bindings)
+    if environment is None:
+        monkeypatch.delenv("CUDA_VERSION", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VERSION", environment)
+    mismatch = host.cuda_major_mismatch()
+    assert mismatch is None if fragment is None else fragment in mismatch
+    monkeypatch.setattr(host, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.13.3.9"))
+    monkeypatch.setattr(host, "device_identity", lambda device: ("NVIDIA H200", "9.0"))
+    if fragment is None:
+        assert host.current_platform(0).gpu_name == "NVIDIA H200"
+    else:
+        with pytest.raises(CudaUnavailable, match="TensorRT is built for CUDA 12"):
+            host.current_platform(0)
