@@ -48,6 +48,15 @@ def test_gpu_image_is_based_on_ngc_tensorrt_and_starts_through_the_entrypoint(pr
     assert entrypoint.rstrip().endswith('exec python -m service "$@"')
 
 
+def test_entrypoint_builds_on_the_gpu_the_service_serves_on(project_root, monkeypatch):
+    from service.settings import Settings
+
+    entrypoint = (project_root / "docker/entrypoint.sh").read_text()
+    assert '--device "${SEG_ONNX__CUDA_DEVICE_ID:-0}"' in entrypoint
+    monkeypatch.setenv("SEG_ONNX__CUDA_DEVICE_ID", "1")
+    assert Settings().onnx.cuda_device_id == 1  # the variable the service reads its GPU from
+
+
 def locked_versions(project_root) -> dict[str, set[str]]:
     import tomllib
 

@@ -81,3 +81,21 @@ def test_missing_or_broken_sidecars_name_file_and_field(tmp_path, make_sidecar):
 def test_batch_profile_rejects_an_unordered_range():
     with pytest.raises(ValueError, match="min_batch <= opt_batch <= max_batch"):
         BatchProfile(4, 2, 8, 512, 512)
+
+
+def test_sidecars_are_replaced_whole_or_not_at_all(tmp_path, make_sidecar, monkeypatch):
+    """A crash mid-write on the engine volume must leave the previous sidecar readable."""
+    import os
+
+    from service.tensorrt import files
+
+    plan = tmp_path / "polyp.plan"
+    write_sidecar(make_sidecar(), plan)
+
+    def crash(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_sidecar(make_sidecar(precision="fp32"), plan)
+    assert read_sidecar(plan) == make_sidecar() and os.listdir(tmp_path) == ["polyp.plan.json"]
