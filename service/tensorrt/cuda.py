@@ -106,6 +106,16 @@ class HostBuffer:
         return np.ctypeslib.as_array(raw, (self.nbytes,))
 
 
+def native_handle_getter():
+    """How to get a CUDA object's address: cuda-bindings 13 deprecates ``int(obj)`` (subject to
+    removal) for ``cuda.bindings.utils.get_cuda_native_handle``; older releases have only int()."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int
+    return get_cuda_native_handle
+
+
 def use_device(device: int) -> None:
     """Make ``device`` current on the calling thread: ``cudaSetDevice`` binds only that host
     thread, and every new thread starts on device 0."""
@@ -118,6 +128,7 @@ class CudaRuntime:
     def __init__(self, device: int = 0):
         device_identity(device)  # a clear error before any allocation
         self._rt = _runtime()
+        self._native_handle = native_handle_getter()
         self.device = device
         self.bind()
 
@@ -134,10 +145,9 @@ class CudaRuntime:
     def create_stream(self):
         return _call("cudaStreamCreate", self._rt.cudaStreamCreate())
 
-    @staticmethod
-    def stream_handle(stream) -> int:
+    def stream_handle(self, stream) -> int:
         """The integer handle ``IExecutionContext.execute_async_v3`` takes."""
-        return int(stream)
+        return self._native_handle(stream)
 
     def copy_to_device(self, device_ptr: int, host: HostBuffer, nbytes: int, stream) -> None:
         _call("cudaMemcpyAsync(host->device)", self._rt.cudaMemcpyAsync(

@@ -231,3 +231,13 @@ def test_cuda_python_must_match_tensorrts_cuda_major(monkeypatch, wheels, enviro
     else:
         with pytest.raises(CudaUnavailable, match="TensorRT is built for CUDA 12"):
             host.current_platform(0)
+
+
+def test_stream_handles_use_the_native_handle_api_where_cuda_bindings_has_it(monkeypatch):
+    """cuda-bindings 13.0 deprecated int(cuda_obj) for cuda.bindings.utils.get_cuda_native_handle."""
+    utils = types.ModuleType("cuda.bindings.utils")
+    utils.get_cuda_native_handle = lambda obj: obj.address
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", utils)
+    assert cuda.native_handle_getter()(types.SimpleNamespace(address=0x7F00)) == 0x7F00
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)  # cuda-bindings 12.x
+    assert cuda.native_handle_getter() is int
