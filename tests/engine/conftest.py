@@ -62,6 +62,18 @@ def exported_card(exported_card_path):
     return load_card(exported_card_path)
 
 
+@pytest.fixture(scope="session")
+def real_images(exported_card):
+    """8 validation images of the exported model's dataset, letterboxed to its input size."""
+    from service.tensorrt.checks import sample_images
+    from training.datasets import data_root
+
+    try:
+        return sample_images(exported_card.training.recipe, 8, exported_card.input_size)
+    except FileNotFoundError as error:
+        pytest.skip(f"real images not found ({error}); set DEEPLAB_DATA_ROOT (now {data_root()})")
+
+
 @pytest.fixture
 def h200() -> Platform:
     """The host the sample plans were 'built' on."""

@@ -6,15 +6,6 @@ from onnx import TensorProto
 
 from service.tensorrt import fp16
 from service.tensorrt.checks import MIN_LABEL_AGREEMENT, sample_images
-from training.datasets import data_root
-
-
-@pytest.fixture(scope="module")
-def real_images(exported_card):
-    try:
-        return sample_images(exported_card.training.recipe, 8, exported_card.input_size)
-    except FileNotFoundError as error:
-        pytest.skip(f"real images not found ({error}); set DEEPLAB_DATA_ROOT (now {data_root()})")
 
 
 @pytest.fixture(scope="module")
