@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 import tempfile
 import time
@@ -27,7 +28,6 @@ from service.tensorrt import builder, fp16, graph
 from service.tensorrt.checks import (MIN_LABEL_AGREEMENT, compare_labels, measure_throughput,
                                      require_agreement, sample_images)
 from service.tensorrt.errors import OutputNotWritable, TensorRTError
-from service.tensorrt.files import write_atomically
 from service.tensorrt.sidecar import BatchProfile, Sidecar, sidecar_path, write_sidecar
 from training.model_card import ModelCard, ModelCardError, load_card
 
@@ -174,16 +174,17 @@ def run(args: argparse.Namespace, card: ModelCard, profile: BatchProfile) -> int
         write_sidecar(sidecar, candidate)
         log(f"built {len(plan_bytes) / 2**20:.1f} MiB; checking it before writing {args.output}")
         checked = check_engine(args, candidate, card, profile, sidecar, images, log)
-        publish(plan_bytes, checked, args.output)
+        publish(candidate, checked, args.output)
     log(f"wrote {args.output} and {sidecar_path(args.output)}")
     return 0
 
 
-def publish(plan_bytes: bytes, sidecar: Sidecar, output: Path) -> None:
-    """Replace the plan and its sidecar: the old sidecar goes first, so a crash in between leaves
-    a plan without a sidecar, which is rebuilt, never a new plan described by an old sidecar."""
+def publish(candidate: Path, sidecar: Sidecar, output: Path) -> None:
+    """Move the checked plan (beside ``output``, same file system) over the old one, then write
+    its sidecar. The old sidecar goes first, so a crash in between leaves a plan without a
+    sidecar, which is rebuilt, never a new plan described by an old sidecar."""
     sidecar_path(output).unlink(missing_ok=True)
-    write_atomically(output, plan_bytes)
+    os.replace(candidate, output)
     write_sidecar(sidecar, output)
 
 
