@@ -17,6 +17,7 @@ from service.tensorrt import cuda
 from service.tensorrt.buffers import TensorSpec
 from service.tensorrt.errors import TensorRTError
 from service.tensorrt.runner import EngineRunner
+from tests.engine.fakes import CopyContext
 
 SUCCESS, INVALID_VALUE, INVALID_DEVICE = 0, 1, 101
 NAMES = {SUCCESS: b"cudaSuccess", INVALID_VALUE: b"cudaErrorInvalidValue", INVALID_DEVICE: b"cudaErrorInvalidDevice"}
@@ -128,30 +129,15 @@ def test_cuda_errors_name_the_call_and_the_cuda_error(runtime):
         cuda.CudaRuntime(2)
 
 
-class DeviceCopyContext:
-    """Stands in for TensorRT: 'runs' by copying the input's device bytes into the labels'."""
-
-    def __init__(self, runtime):
-        self.runtime, self.addresses, self.batch = runtime, {}, 0
-
-    def set_tensor_address(self, name, pointer):
-        self.addresses[name] = pointer
-        return True
-
-    def set_input_shape(self, name, shape):
-        self.batch = shape[0]
-        return True
-
-    def execute_async_v3(self, stream_handle):
-        ctypes.memmove(self.addresses["labels"], self.addresses["image"], self.batch * 4 * 4 * 3)
-        return True
-
-
 def test_the_runner_on_the_real_cuda_calls(runtime):
     """The same sequence tests/engine/test_gpu.py runs on a GPU, through CudaRuntime's own calls."""
     specs = [TensorSpec("image", np.dtype(np.uint8), (4, 4, 3), True),
              TensorSpec("labels", np.dtype(np.uint8), (4, 4, 3), False)]
-    runner = EngineRunner(DeviceCopyContext(runtime), specs, 4, cuda.CudaRuntime(1))
+    def memmove(dst, src, nbytes, stream_handle):
+        ctypes.memmove(dst, src, nbytes)
+        return True
+
+    runner = EngineRunner(CopyContext(memmove, 4 * 4 * 3), specs, 4, cuda.CudaRuntime(1))
     for batch in (4, 1, 3):
         images = np.random.default_rng(batch).integers(0, 256, (batch, 4, 4, 3), dtype=np.uint8)
         np.testing.assert_array_equal(runner.run(images, ["labels"])["labels"], images)

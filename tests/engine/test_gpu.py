@@ -12,6 +12,7 @@ import pytest
 
 from service.tensorrt.buffers import TensorSpec
 from service.tensorrt.errors import TensorRTError
+from tests.engine.fakes import CopyContext
 
 
 def cuda_runtime_or_skip():
@@ -25,27 +26,11 @@ def cuda_runtime_or_skip():
         pytest.skip(f"no usable GPU: {error}")
 
 
-class CopyContext:
-    """Stands in for TensorRT: 'runs' by copying the input's device bytes into the output."""
+def device_copy(dst, src, nbytes, stream_handle) -> bool:
+    from cuda.bindings import runtime
 
-    def __init__(self, cuda):
-        self.cuda, self.addresses, self.batch = cuda, {}, 0
-
-    def set_tensor_address(self, name, pointer):
-        self.addresses[name] = pointer
-        return True
-
-    def set_input_shape(self, name, shape):
-        self.batch = shape[0]
-        return True
-
-    def execute_async_v3(self, stream_handle):
-        from cuda.bindings import runtime
-
-        nbytes = self.batch * 8 * 8 * 3
-        error, = runtime.cudaMemcpyAsync(self.addresses["labels"], self.addresses["image"], nbytes,
-                                         runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream_handle)
-        return error == runtime.cudaError_t.cudaSuccess
+    error, = runtime.cudaMemcpyAsync(dst, src, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream_handle)
+    return error == runtime.cudaError_t.cudaSuccess
 
 
 def test_pinned_device_round_trip_on_a_stream():
@@ -54,7 +39,7 @@ def test_pinned_device_round_trip_on_a_stream():
              TensorSpec("labels", np.dtype(np.uint8), (8, 8, 3), False)]
     from service.tensorrt.runner import EngineRunner
 
-    runner = EngineRunner(CopyContext(cuda), specs, 4, cuda)
+    runner = EngineRunner(CopyContext(device_copy, 8 * 8 * 3), specs, 4, cuda)
     try:
         for batch in (4, 1, 3):
             images = np.random.default_rng(batch).integers(0, 256, (batch, 8, 8, 3), dtype=np.uint8)
