@@ -37,15 +37,16 @@ def trace(labels: np.ndarray, options: PolygonOptions) -> dict[int, list[Polygon
 
 
 def _clean(polygon: Polygon, options: PolygonOptions) -> Polygon | None:
+    """Simplify, then apply the minimum area to what is left (so no answered region is below it)."""
+    if options.tolerance > 0:
+        polygon = shapely.simplify(polygon, options.tolerance, preserve_topology=True)
+        if polygon.is_empty or not isinstance(polygon, Polygon):
+            return None
     if options.min_area > 0:
         if polygon.area < options.min_area:
             return None
         holes = [ring for ring in polygon.interiors if Polygon(ring).area >= options.min_area]
         polygon = Polygon(polygon.exterior, holes)
-    if options.tolerance > 0:
-        polygon = shapely.simplify(polygon, options.tolerance, preserve_topology=True)
-        if polygon.is_empty or not isinstance(polygon, Polygon):
-            return None
     return orient(polygon, sign=1.0)
 
 
