@@ -7,7 +7,9 @@ bilinear restore to the original size, labels = argmax), takes the normalised en
 service/uncertainty.py, and prints two Markdown tables for docs/UNCERTAINTY.md: the error rate
 of the 10 % highest-entropy pixels against the other 90 %, and each image's mean confidence
 (the `seg_image_confidence_ratio` drift metric) for the images as they are, with their pixels
-shuffled and with their colours inverted. It also times what the drift metric costs per request.
+shuffled and with their colours inverted. It also times what the drift metric costs per request:
+fetching the probabilities next to the labels (alternating runs of the same image) and computing
+the statistics.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from service.imaging import crop_to_image
 from service.uncertainty import image_statistics, normalised_entropy
 from training.datasets import IGNORE_INDEX, get_dataset
 from training.letterbox import letterbox, restore_probabilities
-from training.model_card import load_card
+from training.model_card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME, load_card
 from training.runtimes import OnnxRunner
 
 TOP_SHARE = 0.10
+FETCH_RUNS = 10
 
 
 def shuffled(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -92,6 +95,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {variant} | {np.mean(values):.3f} | {np.min(values):.3f} | {np.max(values):.3f} |")
     print(f"\ndrift statistics per image (stride-4 grid, model resolution): "
           f"{1000 * np.median(statistics_s):.2f} ms median")
+    canvas = letterbox(dataset.load_sample(dataset.samples[0])[0], card.input_size)[0][None]
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for run in range(2 * FETCH_RUNS + 2):
+        fetch = bool(run % 2)
+        names = [LABELS_NAME, PROBABILITIES_NAME] if fetch else [LABELS_NAME]
+        started = time.perf_counter()
+        runner.session.run(names, {INPUT_NAME: canvas})
+        if run >= 2:  # the first of each is a warm-up
+            seconds[fetch].append(time.perf_counter() - started)
+    print(f"inference, batch 1, {FETCH_RUNS} alternating runs each: labels only "
+          f"{1000 * np.median(seconds[False]):.1f} ms median, labels + probabilities "
+          f"{1000 * np.median(seconds[True]):.1f} ms median")
 
 
 if __name__ == "__main__":

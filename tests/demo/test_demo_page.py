@@ -57,6 +57,13 @@ def open_page(browser, service, model: str) -> None:
     choose_model(browser, model)
 
 
+def upload(browser, service, model: str, path: Path) -> None:
+    """Open the page on `model`, choose `path` in the file input and wait for the answer."""
+    open_page(browser, service, model)
+    browser.find_element("id", "file-input").send_keys(str(path))
+    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element("id", "status").text
+
+
 def displayed_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         return ImageOps.exif_transpose(image).size
@@ -96,9 +103,7 @@ def rgba_css(colour) -> str:
 def test_upload_shows_the_apis_mask_with_legend_and_timing(browser, service, segmentation_model, kvasir_images,
                                                           artifacts):
     card, path = segmentation_model, kvasir_images[0]
-    open_page(browser, service, card.name)
-    browser.find_element("id", "file-input").send_keys(str(path))
-    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element("id", "status").text
+    upload(browser, service, card.name, path)
 
     expected = api_mask(service, path, card.name)
     rendered = rendered_mask(browser, card)
@@ -229,9 +234,7 @@ def api_view(service, path: Path, model: str, view: str, **params) -> np.ndarray
 def test_the_uncertainty_map_and_the_server_overlay_views(browser, service, segmentation_model, kvasir_images,
                                                           artifacts):
     card, path = segmentation_model, kvasir_images[0]
-    open_page(browser, service, card.name)
-    browser.find_element("id", "file-input").send_keys(str(path))
-    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element("id", "status").text
+    upload(browser, service, card.name, path)
 
     uncertainty = choose_view(browser, "uncertainty")
     assert uncertainty.shape[1::-1] == displayed_size(path)

@@ -47,6 +47,12 @@ def post(client, path, model: str, fmt: str, **params) -> httpx.Response:
     return response
 
 
+def original_size(path) -> tuple[int, int]:
+    """(height, width) of an image file."""
+    with Image.open(path) as original:
+        return original.height, original.width
+
+
 def rle_labels(document: dict) -> np.ndarray:
     labels = np.full((document["height"], document["width"]), 255, np.uint8)
     for entry in document["classes"]:
@@ -74,9 +80,7 @@ def test_probabilities_sum_to_one_and_their_argmax_is_the_label_map(client, segm
     response = post(client, path, card.name, "probabilities")
     assert response.headers["content-type"] == "application/x-npy"
     quantised = np.load(io.BytesIO(response.content))
-    with Image.open(path) as original:
-        assert quantised.shape == (original.height, original.width, card.num_classes)
-    assert quantised.dtype == np.uint8
+    assert quantised.shape == (*original_size(path), card.num_classes) and quantised.dtype == np.uint8
     sums = quantised.astype(np.int64).sum(axis=-1)
     assert np.abs(sums - 255).max() <= (card.num_classes + 2) / 2
     expected = reference_probabilities(card, path)
@@ -95,9 +99,7 @@ def test_uncertainty_map_is_the_normalised_entropy_as_an_8_bit_png(client, segme
     response = post(client, path, card.name, "uncertainty")
     assert response.headers["content-type"] == "image/png"
     image = Image.open(io.BytesIO(response.content))
-    with Image.open(path) as original:
-        assert image.size == original.size
-    assert image.mode == "L"
+    assert (image.height, image.width) == original_size(path) and image.mode == "L"
     grey = np.asarray(image).astype(np.int64)
     expected = np.rint(normalised_entropy(reference_probabilities(card, path)) * 255)
     assert np.abs(grey - expected).max() <= 1
