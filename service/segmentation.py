@@ -54,16 +54,14 @@ async def segment(
     timings.record("infer", output.infer_s)
     labels = crop_to_image(output.labels, prepared.placement)
     probabilities = crop_to_image(output.probabilities, prepared.placement) if want_probabilities else None
-    if drift.enabled:  # the model's own view of its input, before any CRF
-        statistics = image_statistics(probabilities, labels, card.num_classes)
-        telemetry.record_image(card.name, card.class_names, statistics.area_fractions, statistics.mean_confidence,
-                               drift.low_confidence_threshold)
+    model_view = (labels, probabilities) if drift.enabled else None  # the drift signals read it before any CRF
     if refine:
         with timings.measure("crf"):
             probabilities = await crf_pool.refine(crop_to_image(prepared.canvas, prepared.placement), probabilities)
-        labels = probabilities.argmax(axis=-1).astype(np.uint8)
+        labels = None  # the marginals' argmax, taken off the event loop in _finish
     with timings.measure("encode"):
-        return await asyncio.to_thread(_finish, labels, probabilities, prepared, card, options)
+        return await asyncio.to_thread(_finish, labels, probabilities, prepared, card, options, model_view,
+                                       drift.low_confidence_threshold)
 
 
 def _prepare(data: bytes, input_size: tuple[int, int], max_image_pixels: int, keep_image: bool,
@@ -76,13 +74,20 @@ def _prepare(data: bytes, input_size: tuple[int, int], max_image_pixels: int, ke
     return _Prepared((image.height, image.width), canvas, placement, image if keep_image else None)
 
 
-def _finish(labels: np.ndarray, probabilities: np.ndarray | None, prepared: _Prepared, card: ModelCard,
-            options: OutputOptions) -> SegmentationResult:
-    """The image's part of the model output -> the original size (the rule in service/formats.py) -> encoded."""
-    if options.needs_probabilities:
+def _finish(labels: np.ndarray | None, probabilities: np.ndarray | None, prepared: _Prepared, card: ModelCard,
+            options: OutputOptions, model_view: tuple[np.ndarray, np.ndarray] | None,
+            low_confidence_threshold: float) -> SegmentationResult:
+    """Record the drift signals of the model's own output (`model_view`, when enabled), then the image's
+    part of the (refined) output -> the original size (the rule in service/formats.py) -> encoded."""
+    if model_view is not None:
+        statistics = image_statistics(model_view[1], model_view[0], card.num_classes)
+        telemetry.record_image(card.name, card.class_names, statistics.area_fractions, statistics.mean_confidence,
+                               low_confidence_threshold)
+    if options.needs_probabilities:  # labels from the restored probabilities
         whole = Placement(0, 0, *probabilities.shape[:2])  # already cropped to the image
         probabilities = restore_probabilities(probabilities, whole, prepared.size)
         labels = probabilities.argmax(axis=-1).astype(np.uint8)
     else:
+        labels = probabilities.argmax(axis=-1).astype(np.uint8) if labels is None else labels
         labels, probabilities = restore_labels(labels, prepared.size), None
     return encode(Prediction(labels, probabilities, prepared.image), card, options)
