@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Semantic segmentation with DeepLabv3+.
 
 `POST /segment` takes an image and returns its mask at the image's own size: an indexed PNG whose
-pixel values are class ids (colours from the model card) or COCO RLE per class. Models, their
+pixel values are class ids (colours from the model card), COCO RLE per class, class probabilities,
+an uncertainty map, polygons (COCO and GeoJSON) or an overlay; `POST /segment/batch` takes several
+images. Drift signals (confidence, class areas) are in `GET /metrics`. Models, their
 classes and how they are served: `GET /v1/models`. All errors are JSON
 `{"error": {"code": ..., "message": ...}}`.
 """

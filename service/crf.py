@@ -1,8 +1,9 @@
 """Dense-CRF refinement of the model's probabilities (Krähenbühl & Koltun, NIPS 2011).
 
 Runs at the model's resolution on the letterboxed image's content (the padding is cropped off),
-so its cost does not grow with the caller's image; the refined labels are then mapped back to the
-original size like unrefined ones. pydensecrf holds the GIL for the whole inference (measured: a
+so its cost does not grow with the caller's image; the refined marginals then take the place of
+the model's probabilities (their argmax is the refined label map), so CRF combines with every
+output format. pydensecrf holds the GIL for the whole inference (measured: a
 thread ticking every millisecond got 6 ticks during a 0.4 s CRF), so it runs in worker processes,
 started from a fork server that has already imported numpy and pydensecrf.
 """
@@ -22,7 +23,8 @@ _MIN_PROBABILITY = 1e-8
 
 
 def refine(image: np.ndarray, probabilities: np.ndarray, params: CrfSettings) -> np.ndarray:
-    """Class ids uint8 [H, W] from RGB uint8 [H, W, 3] and softmax float32 [H, W, C]."""
+    """Refined marginals float32 [H, W, C] (summing to 1 per pixel) from RGB uint8 [H, W, 3] and softmax
+    float32 [H, W, C]."""
     import pydensecrf.densecrf as dcrf  # imported in the worker processes only
 
     height, width, classes = probabilities.shape
@@ -40,7 +42,7 @@ def refine(image: np.ndarray, probabilities: np.ndarray, params: CrfSettings) ->
         compat=params.bilateral_compat,
     )
     marginals = np.asarray(crf.inference(params.iterations), dtype=np.float32)
-    return marginals.argmax(axis=0).reshape(height, width).astype(np.uint8)
+    return np.ascontiguousarray(marginals.reshape(classes, height, width).transpose(1, 2, 0))
 
 
 class CrfPool:

@@ -1,4 +1,5 @@
-"""Label maps out: an indexed PNG (pixel = class id) or COCO compressed RLE per class.
+"""Masks out: an indexed PNG (pixel = class id), COCO compressed RLE per class, a grey PNG (the
+uncertainty map) and probabilities as a `.npy` of uint8 (p x 255, argmax kept; see `quantise`).
 
 The RLE encoder is vectorised over the whole label map: one pass finds every run in column-major
 order for all classes at once, and the COCO counts string (LEB128-like 5-bit groups with a sign
@@ -23,6 +24,34 @@ def encode_png(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> bytes:
     image.putpalette([channel for colour in palette for channel in colour])  # mode L -> P
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def encode_grey_png(values: np.ndarray) -> bytes:
+    """An 8-bit greyscale PNG of uint8 [H, W] values."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8), mode="L").save(
+        buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def quantise(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """float [H, W, C] -> uint8 round(p x 255), with the argmax kept equal to `labels`.
+
+    Rounding is monotone, so it can only turn a strict winner into a tie; where the first of the
+    tied classes is not `labels`, the label's value goes up by one (each pixel still sums to
+    255 +- C/2 + 1, i.e. 1 within (C + 2)/510).
+    """
+    quantised = np.rint(np.clip(probabilities, 0.0, 1.0) * 255).astype(np.uint8)
+    rows, cols = np.nonzero(quantised.argmax(axis=-1) != labels)
+    quantised[rows, cols, labels[rows, cols]] += 1
+    return quantised
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """NumPy's own `.npy` format: `np.load(io.BytesIO(body))` reads it back with shape and dtype."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 

@@ -5,8 +5,8 @@ pixel count is checked from the header before any pixel is decoded (decompressio
 only the formats below are ever handed to a PIL decoder. Geometry: the image is letterboxed into
 the model's fixed input by `training.letterbox` (the same placement training evaluated and export
 parity checked: aspect ratio kept, centred, mid-grey padding); the label map is cropped to the
-image's part and resized back (nearest neighbour: only class ids are fetched) to exactly the
-original width x height after EXIF orientation.
+image's part and resized back (nearest neighbour) to exactly the original width x height after
+EXIF orientation; formats that use probabilities resize those instead (service/formats.py).
 """
 
 from __future__ import annotations

@@ -59,11 +59,35 @@ STAGE_DURATION = Histogram(
     ["stage", "model"],
     buckets=LATENCY_BUCKETS,
 )
+AREA_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0)
+PREDICTED_AREA = Histogram(
+    "seg_predicted_area_ratio", "Share of an image's pixels predicted as a class (one sample per image and class).",
+    ["model", "class"], buckets=AREA_BUCKETS,
+)
+IMAGE_CONFIDENCE = Histogram(
+    "seg_image_confidence_ratio", "Mean per-pixel confidence of an image: 1 - entropy / ln(classes).",
+    ["model"], buckets=CONFIDENCE_BUCKETS,
+)
+LOW_CONFIDENCE_IMAGES = Counter(
+    "seg_low_confidence_images", "Images whose mean confidence fell below the drift threshold.", ["model"]
+)
 MODEL_INFO = Gauge(
     "seg_model_info", "Loaded models (value 1), with their backend and precision.",
     ["model", "backend", "precision"], multiprocess_mode="max",
 )
 _PER_REQUEST_STAGES = ("decode", "preprocess", "crf", "encode")  # queue and infer have their own metrics
+
+
+def record_image(model: str, class_names: list[str], area_fractions, mean_confidence: float,
+                 low_confidence_threshold: float) -> None:
+    """One image's drift signals (service/uncertainty.py computes them)."""
+    for name, fraction in zip(class_names, area_fractions, strict=True):
+        PREDICTED_AREA.labels(model=model, **{"class": name}).observe(float(fraction))
+    IMAGE_CONFIDENCE.labels(model=model).observe(mean_confidence)
+    low = LOW_CONFIDENCE_IMAGES.labels(model=model)  # the series exists (at 0) from the first image on
+    if mean_confidence < low_confidence_threshold:
+        low.inc()
 
 
 def multiprocess_enabled() -> bool:

@@ -83,3 +83,93 @@ class Readiness(BaseModel):
     problem: str | None = Field(
         None, description="A failure that is not one model's (no models directory, CRF workers down).")
     models: dict[str, ModelReadiness]
+
+
+class UncertaintySummary(BaseModel):
+    """`uncertainty=true`: how sure the model was, from normalised entropy (0 certain, 1 uniform)."""
+
+    mean_entropy: float = Field(description="Mean normalised entropy over the image.", examples=[0.061])
+    entropy_threshold: float = Field(description="Entropy above which a pixel counts as uncertain.", examples=[0.5])
+    high_entropy_fraction: float = Field(description="Share of pixels above the threshold.", examples=[0.032])
+    class_confidence: dict[str, float] = Field(
+        description="Per class present: mean confidence (1 - entropy) of the pixels predicted as it.",
+        examples=[{"background": 0.962, "polyp": 0.871}])
+
+
+class RleWithUncertainty(RleResponse):
+    uncertainty: UncertaintySummary | None = Field(None, description="Only with uncertainty=true.")
+
+
+class PolygonRegion(BaseModel):
+    area: float = Field(description="Area in pixels (holes subtracted).", examples=[48190.0])
+    bbox: tuple[float, float, float, float] = Field(description="COCO [x, y, width, height].",
+                                                    examples=[[212.0, 140.0, 261.0, 236.0]])
+    segmentation: list[list[float]] = Field(
+        description="COCO polygon form: one flat [x1, y1, x2, y2, ...] outer ring (pycocotools.mask.frPyObjects).",
+        examples=[[[212.0, 140.0, 212.0, 376.0, 473.0, 376.0, 473.0, 140.0]]])
+    holes: list[list[float]] = Field(description="Inner rings in the same form, to subtract from the outer ring.",
+                                     examples=[[[300.0, 200.0, 310.0, 200.0, 310.0, 210.0, 300.0, 210.0]]])
+
+
+class PolygonClass(BaseModel):
+    id: int = Field(examples=[1])
+    name: str = Field(examples=["polyp"])
+    area: int = Field(description="Pixels of this class in the label map.", examples=[48211])
+    regions: list[PolygonRegion]
+
+
+class PolygonsResponse(BaseModel):
+    """`format=polygons`: per class its regions as polygons with holes, in COCO form and as GeoJSON
+    (pixel coordinates: x right, y down, (0, 0) the top-left corner of the image)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "polyp", "width": 622, "height": 529, "tolerance": 1.0, "min_area": 20.0,
+        "classes": [{"id": 1, "name": "polyp", "area": 48211, "regions": [{
+            "area": 48190.0, "bbox": [212.0, 140.0, 261.0, 236.0],
+            "segmentation": [[212.0, 140.0, 212.0, 376.0, 473.0, 376.0, 473.0, 140.0]], "holes": []}]}],
+        "geojson": {"type": "FeatureCollection", "features": [{
+            "type": "Feature", "id": 1, "properties": {"class_id": 1, "name": "polyp", "area": 48190.0},
+            "geometry": {"type": "MultiPolygon", "coordinates": [[[[212.0, 140.0], [473.0, 140.0], [473.0, 376.0],
+                                                                   [212.0, 376.0], [212.0, 140.0]]]]}}]},
+    }]})
+    model: str
+    width: int
+    height: int
+    tolerance: float = Field(description="Simplification tolerance used, in pixels (0: exact pixel edges).")
+    min_area: float = Field(description="Regions and holes smaller than this (pixels) were dropped.")
+    classes: list[PolygonClass]
+    geojson: dict[str, Any] = Field(description="The same regions as a GeoJSON FeatureCollection, one MultiPolygon "
+                                                "Feature per class.")
+    uncertainty: UncertaintySummary | None = Field(None, description="Only with uncertainty=true.")
+
+
+class BatchError(BaseModel):
+    status: int = Field(description="The HTTP status this image alone would have got.", examples=[400])
+    code: str = Field(examples=["invalid_image"])
+    message: str = Field(examples=["could not decode the image (truncated, corrupt or not an image): ..."])
+
+
+class BatchEntry(BaseModel):
+    index: int = Field(description="Position of the image in the request.", examples=[0])
+    filename: str | None = Field(None, description="The part's file name, if it had one.", examples=["frame-1.jpg"])
+    result: dict[str, Any] | None = Field(None, description="The image's answer, as /segment gives it for the "
+                                                            "same format (RLE or polygons JSON).")
+    error: BatchError | None = Field(None, description="Why this image failed; the others are not affected.")
+
+
+class BatchResponse(BaseModel):
+    """`POST /segment/batch`: one entry per image, in the order sent."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "polyp", "format": "rle", "results": [
+            {"index": 0, "filename": "frame-1.jpg", "result": {
+                "model": "polyp", "width": 622, "height": 529,
+                "classes": [{"id": 1, "name": "polyp", "area": 48211,
+                             "rle": {"size": [529, 622], "counts": "Xc83`?2N2N1O"}}]}},
+            {"index": 1, "filename": "notes.txt", "error": {
+                "status": 400, "code": "invalid_image",
+                "message": "could not decode the image (truncated, corrupt or not an image)"}},
+        ]}]})
+    model: str
+    format: Literal["rle", "polygons"]
+    results: list[BatchEntry]

@@ -1,23 +1,34 @@
-"""POST /segment: parse the upload, run the pipeline, shape the response."""
+"""POST /segment and POST /segment/batch: parse the upload(s), run the pipeline, shape the response."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from service.api.auth import require_api_key
 from service.api.errors import error_responses
-from service.api.schemas import RleResponse
-from service.errors import ServiceError
+from service.api.schemas import BatchResponse, PolygonsResponse, RleWithUncertainty
+from service.errors import ServiceError, bad_image, payload_too_large
+from service.formats import NPY_MEDIA_TYPE, OutputFormat, OutputOptions
 from service.imaging import ADVERTISED_TYPES, check_content_type
+from service.polygons import PolygonOptions
 from service.segmentation import segment
 from service.telemetry import Timings
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["segmentation"])
 
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
 _REQUEST_BODY = {
     "required": True,
     "content": {
@@ -25,23 +36,90 @@ _REQUEST_BODY = {
             "schema": {"type": "object", "required": ["image"],
                        "properties": {"image": {"type": "string", "format": "binary"}}},
         },
-        **{media_type: {"schema": {"type": "string", "format": "binary"}}
-           for media_type in ADVERTISED_TYPES},
+        **{media_type: _BINARY for media_type in ADVERTISED_TYPES},
     },
+}
+_BATCH_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["images"],
+                       "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}},
+        },
+        "application/json": {
+            "schema": {"type": "object", "required": ["images"],
+                       "properties": {"images": {"type": "array", "items": {"type": "string", "format": "byte"},
+                                                 "description": "Base64-encoded image files."}}},
+            "example": {"images": ["/9j/4AAQSkZJRgABAQ...", "iVBORw0KGgoAAAANSUhEUg..."]},
+        },
+    },
+}
+_HEADERS = {
+    "X-Model": {"description": "The model that answered.", "schema": {"type": "string"}},
+    "X-Backend": {"description": "The engine that ran it (onnx-cpu, onnx-cuda, tensorrt).",
+                  "schema": {"type": "string"}},
+    "Server-Timing": {"description": "Milliseconds per stage: decode, preprocess, queue, infer, crf, encode "
+                                     "(a batch: summed over its images).", "schema": {"type": "string"}},
 }
 _OK = {
-    "description": "The mask at the original width x height: an indexed PNG (pixel = class id, the card's palette) "
-                   "or, with format=rle, COCO RLE per class.",
-    "model": RleResponse,
-    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-    "headers": {
-        "X-Model": {"description": "The model that answered.", "schema": {"type": "string"}},
-        "X-Backend": {"description": "The engine that ran it (onnx-cpu, onnx-cuda, tensorrt).",
-                      "schema": {"type": "string"}},
-        "Server-Timing": {"description": "Milliseconds per stage: decode, preprocess, queue, infer, crf, encode.",
-                          "schema": {"type": "string"}},
+    "description": (
+        "Everything at the original (EXIF-rotated) width x height.\n\n"
+        "- `png` (`image/png`): indexed PNG, pixel = class id, the card's palette.\n"
+        "- `rle` (`application/json`): COCO compressed RLE per class present.\n"
+        "- `probabilities` (`application/x-npy`): uint8 [height, width, classes], probability x 255, "
+        "read with `np.load(io.BytesIO(body)) / 255`. Why `.npy` of uint8: one line of NumPy reads it with its "
+        "shape and dtype (per-class PNGs in a zip need an archive and C decodes); 1/255 resolution is finer "
+        "than any calibration the model has and is 4x smaller than float32, 2x smaller than float16. Each "
+        "pixel's argmax is the label the same request's other outputs use (ties from rounding are broken "
+        "towards it); each pixel sums to 255 within (classes + 2) / 2.\n"
+        "- `uncertainty` (`image/png`): 8-bit grey, normalised entropy per pixel: 0 certain, 255 uniform.\n"
+        "- `polygons` (`application/json`): per class, regions as polygons with holes, COCO form and GeoJSON.\n"
+        "- `overlay` (`image/jpeg`): the image with the palette-coloured mask blended in at `alpha`, class "
+        "outlines opaque.\n\n"
+        "Labels: with `probabilities`, `uncertainty` or `uncertainty=true` the probabilities are resized "
+        "bilinearly and the labels are their argmax; otherwise the model's labels are resized "
+        "nearest-neighbour (faster; they differ only on a few border pixels)."
+    ),
+    "content": {
+        "image/png": _BINARY,
+        "image/jpeg": _BINARY,
+        NPY_MEDIA_TYPE: _BINARY,
+        "application/json": {
+            "examples": {
+                "rle": {"summary": "format=rle&uncertainty=true", "value": {
+                    "model": "polyp", "width": 622, "height": 529,
+                    "classes": [{"id": 1, "name": "polyp", "area": 48211,
+                                 "rle": {"size": [529, 622], "counts": "Xc83`?2N2N1O"}}],
+                    "uncertainty": {"mean_entropy": 0.061, "entropy_threshold": 0.5, "high_entropy_fraction": 0.032,
+                                    "class_confidence": {"background": 0.962, "polyp": 0.871}}}},
+                "polygons": {"summary": "format=polygons&tolerance=1&min_area=20",
+                             "value": PolygonsResponse.model_config["json_schema_extra"]["examples"][0]},
+            },
+        },
     },
+    "model": RleWithUncertainty | PolygonsResponse,
+    "headers": _HEADERS,
 }
+
+
+@dataclass(frozen=True)
+class _Common:
+    model: str | None
+    crf: bool
+    uncertainty: bool
+    polygon_options: PolygonOptions
+
+
+def _common(
+    model: str | None = Query(None, description="Model name (default: see GET /v1/models).", examples=["polyp"]),
+    crf: bool = Query(False, description="Refine with a dense CRF (slower); combines with every format."),
+    uncertainty: bool = Query(False, description="JSON formats: add mean entropy, the share of uncertain pixels "
+                                                 "and per-class mean confidence."),
+    tolerance: float = Query(0.0, ge=0, le=100, description="polygons: simplification tolerance in pixels "
+                                                           "(0 = exact pixel edges)."),
+    min_area: float = Query(0.0, ge=0, description="polygons: drop regions and holes smaller than this (pixels)."),
+) -> _Common:
+    return _Common(model, crf, uncertainty, PolygonOptions(tolerance, min_area))
 
 
 @router.post(
@@ -54,35 +132,171 @@ _OK = {
 )
 async def segment_image(
     request: Request,
-    model: str | None = Query(None, description="Model name (default: see GET /v1/models).", examples=["polyp"]),
-    output_format: Literal["png", "rle"] = Query(
-        "png", alias="format", description="png: indexed PNG; rle: COCO RLE JSON."),
-    crf: bool = Query(False, description="Refine boundaries with a dense CRF (slower)."),
+    common: _Common = Depends(_common),
+    output_format: OutputFormat = Query(
+        "png", alias="format",
+        description="png | rle | probabilities | uncertainty | polygons | overlay (see the 200 response)."),
+    alpha: float = Query(0.5, ge=0, le=1, description="overlay: mask opacity."),
+    outlines: bool = Query(True, description="overlay: draw class borders opaque."),
 ) -> Response:
     """Send the image as multipart field `image` or as the raw body with an `image/*` content type."""
+    options = OutputOptions(output_format, common.uncertainty, common.polygon_options, alpha, outlines)
     state = request.app.state.service
-    entry = state.registry.get(model)
+    entry = state.registry.get(common.model)
     data = await read_image(request, state.settings.limits.max_body_bytes)
     timings = Timings(entry.name)
     result = await segment(
-        entry, data, output_format=output_format, refine=crf, crf_pool=state.crf_pool,
-        max_image_pixels=state.settings.limits.max_image_pixels, timings=timings,
+        entry, data, options=options, refine=common.crf, crf_pool=state.crf_pool,
+        max_image_pixels=state.settings.limits.max_image_pixels, drift=state.settings.drift, timings=timings,
     )
-    headers = {"X-Model": entry.name, "X-Backend": entry.backend.name, "Server-Timing": timings.server_timing()}
-    return Response(result.body, media_type=result.media_type, headers=headers)
+    return Response(result.body, media_type=result.media_type, headers=_headers(entry, timings))
+
+
+@router.post(
+    "/segment/batch",
+    summary="Segment several images in one request",
+    response_class=Response,
+    responses={200: {"description": "One entry per image, in order; an image that fails has an `error` and does "
+                                    "not fail the others.", "model": BatchResponse, "headers": _HEADERS},
+               **error_responses(400, 401, 404, 413, 415, 422, 503)},
+    openapi_extra={"requestBody": _BATCH_BODY},
+    dependencies=[Depends(require_api_key)],
+)
+async def segment_batch(
+    request: Request,
+    common: _Common = Depends(_common),
+    output_format: Literal["rle", "polygons"] = Query("rle", alias="format", description="rle | polygons."),
+) -> Response:
+    """Several multipart parts named `images`, or JSON `{"images": [base64, ...]}`. All images go to the
+    model's queue at once, so they share a backend batch where the batcher allows (GPU backends)."""
+    options = OutputOptions(output_format, common.uncertainty, common.polygon_options)
+    state = request.app.state.service
+    entry = state.registry.get(common.model)
+    limits = state.settings.limits
+    uploads = await read_images(request, limits.max_body_bytes, limits.max_batch_images)
+    timings = Timings(entry.name)
+
+    async def one(upload: _Upload) -> bytes:
+        if isinstance(upload.data, ServiceError):
+            raise upload.data
+        result = await segment(
+            entry, upload.data, options=options, refine=common.crf, crf_pool=state.crf_pool,
+            max_image_pixels=limits.max_image_pixels, drift=state.settings.drift, timings=timings,
+        )
+        return result.body
+
+    outcomes = await asyncio.gather(*(one(upload) for upload in uploads), return_exceptions=True)
+    entries = [_batch_entry(index, upload.filename, outcome)
+               for index, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))]
+    head = json.dumps({"model": entry.name, "format": output_format})[:-1].encode()
+    body = head + b',"results":[' + b",".join(entries) + b"]}"
+    return Response(body, media_type="application/json", headers=_headers(entry, timings))
+
+
+def _headers(entry, timings: Timings) -> dict[str, str]:
+    return {"X-Model": entry.name, "X-Backend": entry.backend.name, "Server-Timing": timings.server_timing()}
+
+
+def _batch_entry(index: int, filename: str | None, outcome: bytes | BaseException) -> bytes:
+    """One entry of the batch answer; the image's own JSON is spliced in as it was encoded."""
+    head = json.dumps({"index": index, "filename": filename})[:-1].encode()
+    if isinstance(outcome, bytes):
+        return head + b',"result":' + outcome + b"}"
+    if isinstance(outcome, ServiceError):
+        error = {"status": outcome.status, "code": outcome.code, "message": outcome.message}
+    elif isinstance(outcome, Exception):
+        log.error("batch image %d failed", index, exc_info=outcome)
+        error = {"status": 500, "code": "internal_error", "message": f"{type(outcome).__name__}: {outcome}"}
+    else:
+        raise outcome  # cancellation and the like: not this image's failure
+    return head + b',"error":' + json.dumps(error).encode() + b"}"
 
 
 async def read_image(request: Request, max_bytes: int) -> bytes:
     """The image bytes from a multipart field `image` or a raw `image/*` body (415 for anything else)."""
     content_type = request.headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
+    if _media_type(content_type) != "multipart/form-data":
         check_content_type(content_type)
         return await request.body()
     async with request.form(max_files=1, max_fields=16, max_part_size=max_bytes) as form:
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
             raise ServiceError(400, "missing_image", "the multipart body has no file field named 'image'")
-        if upload.content_type not in (None, "application/octet-stream"):  # generic: sniffed by the decoder
-            check_content_type(upload.content_type)
-        return await upload.read()
+        return await _upload_bytes(upload)
 
+
+@dataclass(frozen=True)
+class _Upload:
+    filename: str | None
+    data: bytes | ServiceError  # an image that cannot be read fails alone
+
+
+async def read_images(request: Request, max_bytes: int, max_images: int) -> list[_Upload]:
+    """The images of a batch: multipart parts named `images`, or JSON `{"images": [base64, ...]}`;
+    413 past `max_images`, 400 for a body that holds no images at all."""
+    media_type = _media_type(request.headers.get("content-type", ""))
+    if media_type == "application/json":
+        uploads = _json_images(await request.body(), max_images)
+    elif media_type == "multipart/form-data":
+        uploads = await _multipart_images(request, max_bytes, max_images)
+    else:
+        raise ServiceError(415, "unsupported_media_type",
+                           f"a batch is multipart/form-data (parts named 'images') or application/json, "
+                           f"not {media_type or '(none)'!r}")
+    if not uploads:
+        raise ServiceError(400, "missing_image", "the batch holds no images")
+    return uploads
+
+
+async def _multipart_images(request: Request, max_bytes: int, max_images: int) -> list[_Upload]:
+    try:
+        async with request.form(max_files=max_images, max_fields=16, max_part_size=max_bytes) as form:
+            uploads = []
+            for upload in form.getlist("images"):
+                if not isinstance(upload, UploadFile):
+                    raise ServiceError(400, "missing_image", "every 'images' part must be a file")
+                try:
+                    uploads.append(_Upload(upload.filename, await _upload_bytes(upload)))
+                except ServiceError as exc:
+                    uploads.append(_Upload(upload.filename, exc))
+            return uploads
+    except HTTPException as exc:
+        if str(exc.detail).startswith("Too many files"):  # starlette's words for max_files
+            raise _too_many(max_images) from exc
+        raise
+
+
+def _json_images(body: bytes, max_images: int) -> list[_Upload]:
+    try:
+        images = json.loads(body)["images"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ServiceError(400, "invalid_request", 'a JSON batch is {"images": ["<base64>", ...]}') from exc
+    if not isinstance(images, list):
+        raise ServiceError(400, "invalid_request", '"images" must be a list of base64 strings')
+    if len(images) > max_images:
+        raise _too_many(max_images)
+    return [_Upload(None, _base64_image(item)) for item in images]
+
+
+def _base64_image(item: object) -> bytes | ServiceError:
+    if not isinstance(item, str):
+        return bad_image("an image in a JSON batch must be a base64 string")
+    try:
+        return base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        return bad_image(f"not valid base64: {exc}")
+
+
+def _too_many(max_images: int) -> ServiceError:
+    return payload_too_large(f"a batch holds at most {max_images} images (setting limits.max_batch_images)")
+
+
+async def _upload_bytes(upload: UploadFile) -> bytes:
+    """A file part's bytes; a declared type must be an image type (generic ones are sniffed by the decoder)."""
+    if upload.content_type not in (None, "application/octet-stream"):
+        check_content_type(upload.content_type)
+    return await upload.read()
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()

@@ -1,8 +1,9 @@
 """The one interface every inference engine implements (ONNX Runtime, TensorRT).
 
 The batcher hands a backend a uint8 NHWC batch at the card's input size and gets class ids back;
-probabilities are fetched only when asked for (CRF), since copying [N, H, W, C] float32 off the
-device costs more than the argmax the graph already did.
+probabilities are fetched only when asked for (the drift signals, CRF, probability formats; see
+service/segmentation.py), since on a GPU copying [N, H, W, C] float32 off the device costs more
+than the argmax the graph already did.
 """
 
 from __future__ import annotations

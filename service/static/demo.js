@@ -4,7 +4,9 @@
  * into class ids and drawn in the model card's colours over the image. The mask shown is exactly
  * the API's: the overlay canvas holds one opaque palette colour per pixel (opacity is CSS only),
  * and carries data-width, data-height and data-classes for anyone who wants to check it.
- * The PNG download asks the API for format=png with the same image and options.
+ * The PNG download asks the API for format=png with the same image and options. The other views
+ * are the API's own images, fetched when chosen: format=uncertainty (entropy map) and
+ * format=overlay (blended at the opacity slider's alpha, class outlines drawn).
  */
 
 const NO_CLASS = 255;
@@ -26,6 +28,7 @@ const ui = {
   empty: document.getElementById("stage-empty"),
   image: document.getElementById("source-image"),
   overlay: document.getElementById("overlay"),
+  viewImage: document.getElementById("view-image"),
   legend: document.getElementById("legend"),
   timing: document.getElementById("timing"),
 };
@@ -36,6 +39,7 @@ const state = {
   file: null,
   imageUrl: null,
   result: null, // {file, model, crf, text, document} of the last answer shown
+  viewUrl: null, // object URL of the uncertainty map or server overlay on show
   generation: 0, // a newer request makes older answers stale
 };
 
@@ -66,13 +70,14 @@ async function apiFetch(path, init = {}) {
   throw new ApiError(response.status, code, message);
 }
 
-function segmentRequest(format) {
+function segmentRequest(format, extra = {}) {
   const form = new FormData();
   form.append("image", state.file, state.file.name);
   const query = new URLSearchParams({
     model: ui.modelSelect.value,
     format,
     crf: String(ui.crfToggle.checked),
+    ...extra,
   });
   return apiFetch(`/segment?${query}`, { method: "POST", body: form });
 }
@@ -287,6 +292,41 @@ async function segment() {
     ui.downloadPng.disabled = ui.downloadRle.disabled = false;
     const backend = response.headers.get("X-Backend");
     setStatus(`${answer.width}×${answer.height} · ${answer.model} on ${backend} · ${roundTripMs.toFixed(0)} ms`, "ready");
+    await showView();
+  } catch (error) {
+    if (generation === state.generation) setStatus(error.message, "error");
+  }
+}
+
+/* ---------- the API's own views: uncertainty map, server-rendered overlay ---------- */
+
+function chosenView() {
+  return document.querySelector('input[name="view"]:checked').value;
+}
+
+async function showView() {
+  const view = chosenView();
+  ui.overlay.hidden = view !== "mask";
+  ui.viewImage.hidden = true;
+  ui.viewImage.dataset.view = "";
+  if (view === "mask" || !state.result) return;
+  const generation = state.generation;
+  const status = ui.status.textContent;
+  setStatus(`Fetching the ${view} view…`, "busy");
+  try {
+    const extra = view === "overlay" ? { alpha: String(ui.opacitySlider.value / 100) } : {};
+    const blob = await (await segmentRequest(view, extra)).blob();
+    if (generation !== state.generation || view !== chosenView()) return;
+    if (state.viewUrl) URL.revokeObjectURL(state.viewUrl);
+    state.viewUrl = URL.createObjectURL(blob);
+    await new Promise((resolve, reject) => {
+      ui.viewImage.onload = resolve;
+      ui.viewImage.onerror = () => reject(new Error(`the ${view} image could not be shown`));
+      ui.viewImage.src = state.viewUrl;
+    });
+    ui.viewImage.hidden = false;
+    ui.viewImage.dataset.view = view;
+    setStatus(status, "ready");
   } catch (error) {
     if (generation === state.generation) setStatus(error.message, "error");
   }
@@ -329,6 +369,10 @@ ui.downloadPng.addEventListener("click", async () => {
 ui.fileInput.addEventListener("change", () => fileChosen(ui.fileInput.files[0]));
 ui.modelSelect.addEventListener("change", () => modelChanged().catch((error) => setStatus(error.message, "error")));
 ui.crfToggle.addEventListener("change", () => state.file && segment());
+for (const radio of document.querySelectorAll('input[name="view"]')) {
+  radio.addEventListener("change", () => showView());
+}
+ui.opacitySlider.addEventListener("change", () => chosenView() === "overlay" && showView());
 ui.opacitySlider.addEventListener("input", () => {
   ui.overlay.style.opacity = String(ui.opacitySlider.value / 100);
   ui.opacityValue.textContent = `${ui.opacitySlider.value} %`;

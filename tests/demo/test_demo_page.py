@@ -57,6 +57,13 @@ def open_page(browser, service, model: str) -> None:
     choose_model(browser, model)
 
 
+def upload(browser, service, model: str, path: Path) -> None:
+    """Open the page on `model`, choose `path` in the file input and wait for the answer."""
+    open_page(browser, service, model)
+    browser.find_element("id", "file-input").send_keys(str(path))
+    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element("id", "status").text
+
+
 def displayed_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         return ImageOps.exif_transpose(image).size
@@ -96,9 +103,7 @@ def rgba_css(colour) -> str:
 def test_upload_shows_the_apis_mask_with_legend_and_timing(browser, service, segmentation_model, kvasir_images,
                                                           artifacts):
     card, path = segmentation_model, kvasir_images[0]
-    open_page(browser, service, card.name)
-    browser.find_element("id", "file-input").send_keys(str(path))
-    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element("id", "status").text
+    upload(browser, service, card.name, path)
 
     expected = api_mask(service, path, card.name)
     rendered = rendered_mask(browser, card)
@@ -189,3 +194,60 @@ def test_with_an_api_key_the_page_asks_for_it_and_then_works(browser, service_fa
     choose_model(browser, segmentation_model.name)
     browser.find_element("id", "file-input").send_keys(str(kvasir_images[0]))
     assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element("id", "status").text
+
+
+READ_VIEW_IMAGE = """
+const image = document.getElementById("view-image");
+const canvas = document.createElement("canvas");
+canvas.width = image.naturalWidth;
+canvas.height = image.naturalHeight;
+const context = canvas.getContext("2d");
+context.drawImage(image, 0, 0);
+const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+let text = "";
+for (let i = 0; i < data.length; i += 0x8000) text += String.fromCharCode.apply(null, data.subarray(i, i + 0x8000));
+return [canvas.width, canvas.height, btoa(text)];
+"""
+
+
+def choose_view(browser, view: str) -> np.ndarray:
+    """Pick a view and wait for the page to show it; its pixels (RGB) as the browser decoded them."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.find_element("css selector", f'input[name="view"][value="{view}"]').click()
+    WebDriverWait(browser, RESULT_TIMEOUT_S).until(
+        lambda b: b.find_element("id", "view-image").get_attribute("data-view") == view
+        or b.find_element("tag name", "body").get_attribute("data-state") == "error")
+    assert wait_for_state(browser, "ready", "error") == "ready", browser.find_element("id", "status").text
+    assert not browser.find_element("id", "overlay").is_displayed()
+    width, height, encoded = browser.execute_script(READ_VIEW_IMAGE)
+    return np.frombuffer(base64.b64decode(encoded), np.uint8).reshape(height, width, 4)[..., :3]
+
+
+def api_view(service, path: Path, model: str, view: str, **params) -> np.ndarray:
+    response = httpx.post(f"{service.url}/segment", params={"model": model, "format": view, **params},
+                          files={"image": (path.name, path.read_bytes())}, timeout=120)
+    assert response.status_code == 200, response.text
+    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(np.int64)
+
+
+def test_the_uncertainty_map_and_the_server_overlay_views(browser, service, segmentation_model, kvasir_images,
+                                                          artifacts):
+    card, path = segmentation_model, kvasir_images[0]
+    upload(browser, service, card.name, path)
+
+    uncertainty = choose_view(browser, "uncertainty")
+    assert uncertainty.shape[1::-1] == displayed_size(path)
+    assert np.array_equal(uncertainty, api_view(service, path, card.name, "uncertainty"))  # PNG: lossless
+    browser.save_screenshot(str(artifacts / f"demo-{card.name}-uncertainty.png"))
+
+    overlay = choose_view(browser, "overlay")  # blended at the slider's 60 %
+    expected = api_view(service, path, card.name, "overlay", alpha=0.6)
+    assert overlay.shape == expected.shape
+    assert np.abs(overlay - expected).mean() < 2  # JPEG decoders may differ in the last bit
+    browser.save_screenshot(str(artifacts / f"demo-{card.name}-overlay.png"))
+
+    choose_mask = browser.find_element("css selector", 'input[name="view"][value="mask"]')
+    choose_mask.click()
+    assert browser.find_element("id", "overlay").is_displayed()
+    assert not browser.find_element("id", "view-image").is_displayed()

@@ -37,7 +37,7 @@ def test_every_dashboard_query_uses_exported_metrics(project_root, exported_name
             for name in re.findall(r"\bseg_[a-z_]+", target["expr"])}
     assert used and used <= exported_names, f"not exported: {sorted(used - exported_names)}"
     titles = " ".join(panel["title"].lower() for panel in panels)
-    for topic in ("latency", "batch size", "throughput"):
+    for topic in ("latency", "batch size", "throughput", "drift: image confidence", "drift: predicted class area"):
         assert topic in titles
 
 

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import io
+import json
 from types import SimpleNamespace
 
 import httpx
@@ -36,7 +38,11 @@ def operations(client: httpx.Client, model: str) -> list[tuple[str, str, dict]]:
     for template, methods in spec["paths"].items():
         path = template.replace("{name}", model)
         for method in methods:
-            extra = {"content": small_png(), "headers": {"Content-Type": "image/png"}} if method == "post" else {}
+            extra = {}
+            if method == "post":  # one image: the raw body /segment takes, or the JSON list /segment/batch takes
+                batch = path.endswith("/batch")
+                body = json.dumps({"images": [base64.b64encode(small_png()).decode()]}).encode() if batch else small_png()
+                extra = {"content": body, "headers": {"Content-Type": "application/json" if batch else "image/png"}}
             found.append((method.upper(), path, extra))
     return found
 

@@ -208,10 +208,20 @@ def test_openapi_documents_bodies_responses_and_errors(client):
     body = operation["requestBody"]["content"]
     assert "multipart/form-data" in body and "image/jpeg" in body and "image/png" in body
     ok = operation["responses"]["200"]["content"]
-    assert "image/png" in ok and ok["application/json"]["schema"]["$ref"].endswith("/RleResponse")
+    assert {"image/png", "image/jpeg", "application/x-npy"} <= set(ok)
+    json_answers = [ref["$ref"].rsplit("/", 1)[1] for ref in ok["application/json"]["schema"]["anyOf"]]
+    assert json_answers == ["RleWithUncertainty", "PolygonsResponse"]
+    assert set(ok["application/json"]["examples"]) == {"rle", "polygons"}
+    formats = next(p for p in operation["parameters"] if p["name"] == "format")["schema"]["enum"]
+    assert formats == ["png", "rle", "probabilities", "uncertainty", "polygons", "overlay"]
+    assert all(f"`{fmt}`" in operation["responses"]["200"]["description"] for fmt in formats)
     for status in ("400", "404", "413", "415", "422", "503", "504"):
         assert operation["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith(
             "/ErrorResponse")
-    assert spec["components"]["schemas"]["RleResponse"]["examples"]
+    for schema in ("RleWithUncertainty", "PolygonsResponse", "BatchResponse"):
+        assert spec["components"]["schemas"][schema]["examples"], schema
+    batch = spec["paths"]["/segment/batch"]["post"]
+    assert {"multipart/form-data", "application/json"} <= set(batch["requestBody"]["content"])
+    assert batch["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/BatchResponse")
     assert spec["paths"]["/v1/models/{name}"]["get"]["responses"]["200"]["content"]["application/json"]
     assert client.get("/docs").status_code == 200

@@ -39,8 +39,10 @@ def frame_and_rough_probabilities(dataset_root):
 
 def test_refine_moves_only_boundaries_and_keeps_the_size(frame_and_rough_probabilities):
     pixels, rough, probabilities = frame_and_rough_probabilities
-    refined = refine(pixels, probabilities, CrfSettings())
-    assert refined.shape == rough.shape and refined.dtype == np.uint8
+    marginals = refine(pixels, probabilities, CrfSettings())
+    assert marginals.shape == probabilities.shape and marginals.dtype == np.float32
+    assert np.allclose(marginals.sum(axis=-1), 1.0, atol=1e-4)
+    refined = marginals.argmax(axis=-1)
     changed = refined != rough
     assert changed.any(), "the CRF left every pixel as the unary argmax"
     assert not (changed & ~near_boundary(rough, BAND)).any(), "the CRF changed pixels far from any boundary"
@@ -48,8 +50,8 @@ def test_refine_moves_only_boundaries_and_keeps_the_size(frame_and_rough_probabi
 
 def test_more_iterations_and_a_stronger_bilateral_term_change_more(frame_and_rough_probabilities):
     pixels, rough, probabilities = frame_and_rough_probabilities
-    gentle = (refine(pixels, probabilities, CrfSettings(iterations=1)) != rough).sum()
-    strong = (refine(pixels, probabilities, CrfSettings(iterations=5, bilateral_compat=20)) != rough).sum()
+    gentle = (refine(pixels, probabilities, CrfSettings(iterations=1)).argmax(-1) != rough).sum()
+    strong = (refine(pixels, probabilities, CrfSettings(iterations=5, bilateral_compat=20)).argmax(-1) != rough).sum()
     assert strong > gentle
 
 
