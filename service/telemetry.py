@@ -44,11 +44,12 @@ QUEUE_WAIT = Histogram(
 )
 QUEUE_DEPTH = Gauge("seg_queue_depth", "Requests waiting in a model's queue.", ["model"], multiprocess_mode="livesum")
 INFERENCE_DURATION = Histogram(
-    "seg_inference_duration_seconds", "Backend time for one batch.", ["model", "backend"], buckets=LATENCY_BUCKETS
+    "seg_inference_duration_seconds", "Backend time for one batch.", ["model", "version", "backend"],
+    buckets=LATENCY_BUCKETS,
 )
 INFERENCE_FAILURES = Counter(
     "seg_inference_failures", "Batches whose backend call raised (every request in them got a 500).",
-    ["model", "backend"],
+    ["model", "version", "backend"],
 )
 BATCH_SIZE = Histogram(
     "seg_inference_batch_size", "Requests per inference batch.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64)
@@ -60,8 +61,11 @@ STAGE_DURATION = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 MODEL_INFO = Gauge(
-    "seg_model_info", "Loaded models (value 1), with their backend and precision.",
-    ["model", "backend", "precision"], multiprocess_mode="max",
+    "seg_model_info", "Model versions loaded (1) or released (0), with their backend and precision.",
+    ["model", "version", "backend", "precision"], multiprocess_mode="max",
+)
+MODEL_LOADS = Counter(
+    "seg_model_loads", "Attempts to load a model version, by result (success, failure).", ["model", "result"]
 )
 _PER_REQUEST_STAGES = ("decode", "preprocess", "crf", "encode")  # queue and infer have their own metrics
 

@@ -36,6 +36,7 @@ _OK = {
     "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
     "headers": {
         "X-Model": {"description": "The model that answered.", "schema": {"type": "string"}},
+        "X-Model-Version": {"description": "Its version.", "schema": {"type": "string"}},
         "X-Backend": {"description": "The engine that ran it (onnx-cpu, onnx-cuda, tensorrt).",
                       "schema": {"type": "string"}},
         "Server-Timing": {"description": "Milliseconds per stage: decode, preprocess, queue, infer, crf, encode.",
@@ -55,20 +56,22 @@ _OK = {
 async def segment_image(
     request: Request,
     model: str | None = Query(None, description="Model name (default: see GET /v1/models).", examples=["polyp"]),
+    version: int | None = Query(None, ge=1, description="Model version (default: the newest ready one)."),
     output_format: Literal["png", "rle"] = Query(
         "png", alias="format", description="png: indexed PNG; rle: COCO RLE JSON."),
     crf: bool = Query(False, description="Refine boundaries with a dense CRF (slower)."),
 ) -> Response:
     """Send the image as multipart field `image` or as the raw body with an `image/*` content type."""
     state = request.app.state.service
-    entry = state.registry.get(model)
-    data = await read_image(request, state.settings.limits.max_body_bytes)
-    timings = Timings(entry.name)
-    result = await segment(
-        entry, data, output_format=output_format, refine=crf, crf_pool=state.crf_pool,
-        max_image_pixels=state.settings.limits.max_image_pixels, timings=timings,
-    )
-    headers = {"X-Model": entry.name, "X-Backend": entry.backend.name, "Server-Timing": timings.server_timing()}
+    async with state.registry.use(model, version) as entry:
+        data = await read_image(request, state.settings.limits.max_body_bytes)
+        timings = Timings(entry.name)
+        result = await segment(
+            entry, data, output_format=output_format, refine=crf, crf_pool=state.crf_pool,
+            max_image_pixels=state.settings.limits.max_image_pixels, timings=timings,
+        )
+        headers = {"X-Model": entry.name, "X-Model-Version": str(entry.version), "X-Backend": entry.backend.name,
+                   "Server-Timing": timings.server_timing()}
     return Response(result.body, media_type=result.media_type, headers=headers)
 
 

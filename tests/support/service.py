@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 
 from benchmarks.processes import free_port, launch
-from service.registry import find_cards
+from service.repository import find_cards
 from training.model_card import ModelCard, load_card
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -72,10 +72,17 @@ def export_tiny_models(directory: Path) -> Path:
 
 
 def models_for_tests(session_tmp: Path) -> Path:
-    """The models the tests serve; tiny ones are exported once per session into `session_tmp`/tiny-models."""
-    shipped = shipped_models()
-    if shipped is not None:
-        return shipped
+    """The models the tests serve: the shipped ones if there are, else `tiny_models()`."""
+    return shipped_models() or tiny_models(session_tmp)
+
+
+def tiny_models(session_tmp: Path) -> Path:
+    """TINY_MODELS, exported once per session into `session_tmp`/tiny-models, or the export in
+    `$SERVICE_TEST_TINY_MODELS` (a directory an earlier `export_tiny_models` wrote: saves a minute a session).
+    For tests that load, reload and swap models many times, where 512x512 models would take minutes."""
+    reused = os.environ.get("SERVICE_TEST_TINY_MODELS")
+    if reused:
+        return Path(reused) / "engines"
     directory = session_tmp / "tiny-models"
     engines = directory / "engines"
     if not engines.is_dir():
