@@ -42,9 +42,35 @@ async def segment(
     timings: Timings,
 ) -> SegmentationResult:
     """Segment one encoded image with `model` and encode the mask at the image's own size."""
-    card = model.card
-    size, canvas, placement = await asyncio.to_thread(_prepare, data, card.input_size, max_image_pixels, timings)
-    output = await model.batcher.submit(canvas, want_probabilities=refine)
+    image = await label_image(model, data, refine=refine, want_probabilities=False, crf_pool=crf_pool,
+                              max_image_pixels=max_image_pixels, timings=timings)
+    with timings.measure("encode"):
+        return await asyncio.to_thread(_encode, image.labels, image.size, model.card, output_format)
+
+
+@dataclass(frozen=True)
+class ImageLabels:
+    """One encoded image through decode -> letterbox -> batch/infer -> (CRF), before it is mapped back."""
+
+    size: tuple[int, int]  # the image's (height, width)
+    labels: np.ndarray  # uint8 [h, w]: the image's part of the model input (CRF-refined when asked)
+    probabilities: np.ndarray | None  # float32 [H, W, C]: the whole model output, when asked for
+
+
+async def label_image(
+    model: ModelEntry,
+    data: bytes,
+    *,
+    refine: bool,
+    want_probabilities: bool,
+    crf_pool: CrfPool,
+    max_image_pixels: int,
+    timings: Timings,
+) -> ImageLabels:
+    """The pipeline up to the labels at model resolution: shared by /segment and the v2 API."""
+    size, canvas, placement = await asyncio.to_thread(_prepare, data, model.card.input_size, max_image_pixels,
+                                                      timings)
+    output = await model.batcher.submit(canvas, want_probabilities=refine or want_probabilities)
     timings.record("queue", output.queue_s)
     timings.record("infer", output.infer_s)
     if refine:
@@ -53,8 +79,7 @@ async def segment(
                                            crop_to_image(output.probabilities, placement))
     else:
         labels = crop_to_image(output.labels, placement)
-    with timings.measure("encode"):
-        return await asyncio.to_thread(_encode, labels, size, card, output_format)
+    return ImageLabels(size, labels, output.probabilities if want_probabilities else None)
 
 
 def _prepare(
