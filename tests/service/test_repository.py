@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 from pathlib import Path
 
@@ -15,24 +14,8 @@ from service.errors import ServiceError
 from service.registry import ModelRegistry
 from service.repository import scan
 from service.settings import Settings
-from training.model_card import ModelCard, sha256_file
-
-
-def add_version(repo: Path, card: ModelCard, version: int | None, edit=None, onnx: bytes | None = None) -> Path:
-    """Copy `card` and its ONNX file into `repo` (flat when `version` is None), optionally changed."""
-    directory = repo if version is None else repo / card.name / str(version)
-    directory.mkdir(parents=True, exist_ok=True)
-    onnx_path = directory / card.onnx_path.name
-    if onnx is None:
-        shutil.copy2(card.onnx_path, onnx_path)
-    else:
-        onnx_path.write_bytes(onnx)
-    data = json.loads(card.path.read_text())
-    data["files"]["onnx_sha256"] = sha256_file(onnx_path)
-    if edit is not None:
-        edit(data)
-    (directory / card.path.name).write_text(json.dumps(data))
-    return directory
+from tests.support.service import add_version
+from training.model_card import ModelCard
 
 
 def grey(card: ModelCard) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -24,7 +25,7 @@ import numpy as np
 
 from benchmarks.processes import free_port, launch
 from service.repository import find_cards
-from training.model_card import ModelCard, load_card
+from training.model_card import ModelCard, load_card, sha256_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CAMVID_CLASSES = [
@@ -89,6 +90,24 @@ def tiny_models(session_tmp: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         export_tiny_models(directory)
     return engines
+
+
+def add_version(repo: Path, card: ModelCard, version: int | None, edit=None, onnx: bytes | None = None) -> Path:
+    """Copy `card` and its ONNX file into the model repository `repo` as `version` (flat when None), optionally
+    changed: `edit` the card's JSON, or write `onnx` bytes instead of the file (the card's sha256 follows)."""
+    directory = repo if version is None else repo / card.name / str(version)
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_path = directory / card.onnx_path.name
+    if onnx is None:
+        shutil.copy2(card.onnx_path, onnx_path)
+    else:
+        onnx_path.write_bytes(onnx)
+    data = json.loads(card.path.read_text())
+    data["files"]["onnx_sha256"] = sha256_file(onnx_path)
+    if edit is not None:
+        edit(data)
+    (directory / card.path.name).write_text(json.dumps(data))
+    return directory
 
 
 @dataclass
