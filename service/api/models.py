@@ -59,7 +59,7 @@ async def get_model(name: str, request: Request) -> ModelDetail:
 
 
 @router.post("/{name}/load", response_model=ModelDetail, summary="Load or reload a model (--model-control explicit)",
-             responses=error_responses(400, 401, 404, 409))
+             responses=error_responses(400, 401, 404, 409, 503))
 async def load(name: str, request: Request) -> ModelDetail:
     """Loads the newest version(s) beside what serves and swaps them in when ready; 400 if one fails."""
     await load_model(request.app.state.service.registry, name)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http import HTTPStatus
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from service.api.auth import api_key_guard, require_api_key
 from service.api.errors import V2_PREFIX
@@ -30,25 +32,40 @@ guarded = [Depends(require_api_key)]
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
-@router.get("", summary="Server metadata", dependencies=guarded)
+class V2Error(BaseModel):
+    error: str = Field(description="What went wrong.", examples=["no model named 'nope'"])
+
+
+def v2_errors(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` for the protocol's error statuses, all with its error body."""
+    return {status: {"model": V2Error, "description": HTTPStatus(status).phrase} for status in statuses}
+
+
+_INFER_OK = {200: {"description": "JSON, or JSON then binary outputs (length in Inference-Header-Content-Length).",
+                   "content": {"application/json": {"schema": {"type": "object"}},
+                               "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.get("", summary="Server metadata", dependencies=guarded, responses=v2_errors(401))
 async def server_metadata(request: Request) -> dict:
     return {"name": "deeplab-serve", "version": request.app.version, "extensions": EXTENSIONS}
 
 
-@probes.get("/health/live", summary="Liveness (200 true, 400 false)")
+@probes.get("/health/live", summary="Liveness (200 true, 400 false)", responses=v2_errors(400, 401))
 async def live(request: Request) -> JSONResponse:
     alive = not request.app.state.service.registry.failing_models()
     return JSONResponse({"live": alive}, status_code=200 if alive else 400)
 
 
-@probes.get("/health/ready", summary="Readiness, as /readyz (200 true, 400 false)")
+@probes.get("/health/ready", summary="Readiness, as /readyz (200 true, 400 false)", responses=v2_errors(400, 401))
 async def ready(request: Request) -> JSONResponse:
     is_ready = request.app.state.service.ready
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 400)
 
 
-@router.get("/models/{name}", summary="Model metadata", dependencies=guarded)
-@router.get("/models/{name}/versions/{version}", summary="Model version metadata", dependencies=guarded)
+@router.get("/models/{name}", summary="Model metadata", dependencies=guarded, responses=v2_errors(401, 404, 503))
+@router.get("/models/{name}/versions/{version}", summary="Model version metadata", dependencies=guarded,
+            responses=v2_errors(401, 404, 503))
 async def metadata(name: str, request: Request, version: str | None = None) -> dict:
     model = _model(request, name, version)
     if model.card is None:
@@ -56,8 +73,10 @@ async def metadata(name: str, request: Request, version: str | None = None) -> d
     return model_metadata(model, model.card)
 
 
-@router.get("/models/{name}/ready", summary="Model readiness (200 true, 400 false)", dependencies=guarded)
-@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", dependencies=guarded)
+@router.get("/models/{name}/ready", summary="Model readiness (200 true, 400 false)", dependencies=guarded,
+            responses=v2_errors(400, 401, 404))
+@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", dependencies=guarded,
+            responses=v2_errors(400, 401, 404))
 async def model_ready(name: str, request: Request, version: str | None = None) -> JSONResponse:
     _model(request, name, version)
     try:
@@ -67,8 +86,10 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
     return JSONResponse({"name": name, "ready": True})
 
 
-@router.post("/models/{name}/infer", summary="Inference", dependencies=guarded)
-@router.post("/models/{name}/versions/{version}/infer", summary="Inference on one version", dependencies=guarded)
+@router.post("/models/{name}/infer", summary="Inference", dependencies=guarded, response_class=Response,
+             responses={**_INFER_OK, **v2_errors(400, 401, 404, 413, 503, 504)})
+@router.post("/models/{name}/versions/{version}/infer", summary="Inference on one version", dependencies=guarded,
+             response_class=Response, responses={**_INFER_OK, **v2_errors(400, 401, 404, 413, 503, 504)})
 async def model_infer(name: str, request: Request, version: str | None = None) -> Response:
     """JSON, or JSON then binary tensors (`Inference-Header-Content-Length`); see service/v2_inference.py."""
     state = request.app.state.service
@@ -85,7 +106,8 @@ async def model_infer(name: str, request: Request, version: str | None = None) -
     return Response(payload, headers=headers)
 
 
-@router.post("/repository/index", summary="Every model in the repository and its state", dependencies=guarded)
+@router.post("/repository/index", summary="Every model in the repository and its state", dependencies=guarded,
+             responses=v2_errors(400, 401))
 async def repository_index(request: Request) -> list[dict]:
     """Per version: READY (serving), LOADING, or UNAVAILABLE with the reason; `{"ready": true}` keeps only READY."""
     only_ready = _json_object(await request.body()).get("ready") is True
@@ -110,7 +132,7 @@ async def repository_index(request: Request) -> list[dict]:
 
 
 @router.post("/repository/models/{name}/load", summary="Load or reload a model (explicit mode)",
-             dependencies=guarded)
+             dependencies=guarded, responses=v2_errors(400, 401, 404, 409, 503))
 async def repository_load(name: str, request: Request) -> JSONResponse:
     """As Triton: an empty body or `{"parameters": {}}`; overriding the config or files is not supported."""
     if _json_object(await request.body()).get("parameters"):
@@ -120,7 +142,8 @@ async def repository_load(name: str, request: Request) -> JSONResponse:
     return JSONResponse({})
 
 
-@router.post("/repository/models/{name}/unload", summary="Unload a model (explicit mode)", dependencies=guarded)
+@router.post("/repository/models/{name}/unload", summary="Unload a model (explicit mode)", dependencies=guarded,
+             responses=v2_errors(400, 401, 404, 409))
 async def repository_unload(name: str, request: Request) -> JSONResponse:
     _json_object(await request.body())
     await unload_model(request.app.state.service.registry, name)
