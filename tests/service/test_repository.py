@@ -26,8 +26,12 @@ def loads(model: str, result: str) -> float:
     return telemetry.MODEL_LOADS.labels(model=model, result=result)._value.get()
 
 
-def registry_for(repo: Path, **settings) -> ModelRegistry:
-    return ModelRegistry(Settings(models=repo, backend="onnx-cpu", onnx={"intra_op_threads": 2}, **settings))
+async def loaded(repo: Path, **settings) -> ModelRegistry:
+    """A registry on `repo` with every model loaded, as the service's start-up leaves it."""
+    registry = ModelRegistry(Settings(models=repo, backend="onnx-cpu", onnx={"intra_op_threads": 2}, **settings))
+    registry.discover()
+    await registry.load_all()
+    return registry
 
 
 def test_flat_and_versioned_layouts_and_what_is_wrong_with_a_version(tiny_cards, tmp_path):
@@ -51,11 +55,9 @@ def test_flat_and_versioned_layouts_and_what_is_wrong_with_a_version(tiny_cards,
 def test_a_new_version_swaps_in_when_ready_and_the_old_one_finishes_its_requests_first(tiny_cards, tmp_path):
     polyp = tiny_cards["polyp"]
     add_version(tmp_path, polyp, 1)
-    registry = registry_for(tmp_path)
 
     async def scenario():
-        registry.discover()
-        await registry.load_all()
+        registry = await loaded(tmp_path)
         assert registry.get("polyp").version == 1
         add_version(tmp_path, polyp, 2)
         async with registry.use("polyp") as old:  # a request that holds version 1 across the swap
@@ -80,11 +82,9 @@ def test_a_new_version_swaps_in_when_ready_and_the_old_one_finishes_its_requests
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tiny_cards, tmp_path, breakage):
     polyp = tiny_cards["polyp"]
     add_version(tmp_path, polyp, 1)
-    registry = registry_for(tmp_path)
 
     async def scenario():
-        registry.discover()
-        await registry.load_all()
+        registry = await loaded(tmp_path)
         failures = loads("polyp", "failure")
         if breakage == "corrupt onnx":
             add_version(tmp_path, polyp, 2, onnx=b"not an onnx graph" * 100)
@@ -113,11 +113,9 @@ def test_latest_policy_keeps_the_n_highest_versions_and_a_removed_model_is_unloa
     polyp = tiny_cards["polyp"]
     for version in (1, 2, 3):
         add_version(tmp_path, polyp, version)
-    registry = registry_for(tmp_path, model_versions=2)
 
     async def scenario():
-        registry.discover()
-        await registry.load_all()
+        registry = await loaded(tmp_path, model_versions=2)
         assert [v for v, status, _ in registry.models["polyp"].versions() if status == "ready"] == [3, 2]
         assert registry.get("polyp").version == 3 and registry.get("polyp", 2).version == 2
         shutil.rmtree(tmp_path / "polyp" / "3")  # roll back: 2 and 1 serve
