@@ -119,11 +119,11 @@ class ModelRegistry:
 
     def discover(self) -> Index:
         """Scan the repository and plan a load of every model; unreadable cards become failed versions."""
-        index = self._scan()
+        try:
+            index = self.scan()
+        except RepositoryError:
+            return {}
         self._planned = self._plan(index, index.keys())
-        default = self.settings.default_model
-        if default is not None and index and default not in index:
-            self.problem = f"default model {default!r} has no card in {self.settings.models}"
         return index
 
     async def load_all(self) -> None:
@@ -152,17 +152,20 @@ class ModelRegistry:
             await self._unload(name)
 
     def scan(self) -> Index:
-        """The repository as it is now (RepositoryError when it cannot be read)."""
-        return scan(self.settings.models)
-
-    def _scan(self) -> Index:
+        """The repository as it is now (RepositoryError when it cannot be read); `problem` follows every scan,
+        so a repository that was empty or missing at start-up stops being a problem once poll finds models."""
         try:
-            index = self.scan()
+            index = scan(self.settings.models)
         except RepositoryError as exc:
             self.problem = str(exc)
-            return {}
+            raise
+        default = self.settings.default_model
         if not index:
             self.problem = f"no model cards (*.json) in {self.settings.models}"
+        elif default is not None and default not in index:
+            self.problem = f"default model {default!r} has no card in {self.settings.models}"
+        else:
+            self.problem = None
         return index
 
     def _plan(self, index: Index, names: Iterable[str]) -> list[ModelEntry]:

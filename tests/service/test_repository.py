@@ -127,3 +127,15 @@ def test_latest_policy_keeps_the_n_highest_versions_and_a_removed_model_is_unloa
         await registry.close()
 
     asyncio.run(scenario())
+
+
+def test_a_repository_empty_at_start_up_is_ready_once_a_model_arrives(tiny_cards, tmp_path):
+    async def scenario():
+        registry = await loaded(tmp_path)
+        assert "no model cards" in registry.problem and not registry.ready
+        add_version(tmp_path, tiny_cards["polyp"], 1)
+        await registry.refresh(registry.scan(), ["polyp"])
+        assert registry.problem is None and registry.ready and registry.get(None).name == "polyp"
+        await registry.close()
+
+    asyncio.run(scenario())
