@@ -181,8 +181,11 @@ class ModelRegistry:
             for version in model.wanted:
                 source = sources[version]
                 serving, attempt = model.serving.get(version), model.attempts.get(version)
-                if any(e is not None and e.fingerprint == source.fingerprint for e in (serving, attempt)):
-                    continue  # unchanged since it loaded, or since it failed
+                if serving is not None and serving.fingerprint == source.fingerprint:
+                    model.attempts.pop(version, None)  # the files that serve are back: a failed reload is moot
+                    continue
+                if attempt is not None and attempt.fingerprint == source.fingerprint:
+                    continue  # the same files failed already
                 entry = ModelEntry.from_source(source)
                 model.attempts[version] = entry
                 if entry.status == "failed":

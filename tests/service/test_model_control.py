@@ -85,6 +85,11 @@ def test_poll_adds_swaps_keeps_and_removes_models_under_load(service_factory, ti
         assert set(versions[:first_new]) <= {"1"} and set(versions[first_new:]) == {"2"}, versions
     assert ("1" in {v for _, _, v in answers}) and versions[-1] == "2"
     assert model_state(server, "camvid").json()["versions"] == [{"version": 2, "status": "ready", "error": None}]
+    for version, status in ((2, 200), (1, 404)):  # ?version= pins one; the released one is gone
+        pinned = httpx.post(server.url + "/segment", params={"model": "camvid", "version": version},
+                            content=small_jpeg(), headers={"Content-Type": "image/jpeg"}, timeout=60)
+        assert pinned.status_code == status
+        assert pinned.headers.get("X-Model-Version") == ("2" if status == 200 else None)
 
     add_version(repo, camvid, 3, onnx=b"a corrupt graph" * 64)
     failed = server.wait_until(lambda r: r.json()["versions"][0]["status"] == "failed", path="/v1/models/camvid")

@@ -139,3 +139,26 @@ def test_a_repository_empty_at_start_up_is_ready_once_a_model_arrives(tiny_cards
         await registry.close()
 
     asyncio.run(scenario())
+
+
+def test_a_version_replaced_in_place_swaps_and_a_failed_replacement_is_moot_once_the_files_are_back(tiny_cards,
+                                                                                                    tmp_path):
+    polyp = tiny_cards["polyp"]
+    repo, backup = tmp_path / "repo", tmp_path / "backup"
+    shutil.copytree(add_version(repo, polyp, None), backup)  # copytree keeps the mtimes: the same fingerprint
+
+    async def scenario():
+        registry = await loaded(repo)
+        first = registry.get("polyp")
+        add_version(repo, polyp, None, onnx=b"a corrupt graph" * 64)  # version 1 replaced by broken files
+        await registry.refresh(registry.scan(), ["polyp"])
+        assert registry.get("polyp") is first and registry.models["polyp"].error.startswith("version 1: ")
+        shutil.copytree(backup, repo, dirs_exist_ok=True)
+        await registry.refresh(registry.scan(), ["polyp"])
+        assert registry.get("polyp") is first and registry.models["polyp"].error is None
+        add_version(repo, polyp, None)  # new files (new mtimes), same version: a swap
+        await registry.refresh(registry.scan(), ["polyp"])
+        assert registry.get("polyp") is not first and first.backend is None
+        await registry.close()
+
+    asyncio.run(scenario())

@@ -45,8 +45,8 @@ def jpeg() -> bytes:
 
 
 def segment(server, data: bytes, **params) -> httpx.Response:
-    response = httpx.post(server.url + "/segment", params={"model": "polyp", **params}, content=data, headers={"Content-Type": "image/jpeg"},
-                          timeout=60)
+    response = httpx.post(server.url + "/segment", params={"model": "polyp", **params}, content=data,
+                          headers={"Content-Type": "image/jpeg"}, timeout=60)
     assert response.status_code == 200, response.text
     return response
 
