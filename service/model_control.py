@@ -26,14 +26,17 @@ async def poll_repository(registry: ModelRegistry, previous: Index, interval_s: 
     while True:
         await asyncio.sleep(interval_s)
         try:
-            current = registry.scan()
+            current = await asyncio.to_thread(registry.scan)
         except RepositoryError as exc:
             log.warning("model repository unreadable, nothing changed: %s", exc)
             continue
         settled = {name: versions for name, versions in current.items() if _fingerprints(versions) ==
                    _fingerprints(previous.get(name, {}))}
         gone = [name for name in registry.models if name not in current and name not in previous]
-        await registry.refresh(settled, [*settled, *gone])
+        try:
+            await registry.refresh(settled, [*settled, *gone])
+        except Exception:  # noqa: BLE001 - one bad round must not end model control for the process
+            log.exception("applying the model repository's changes failed; trying again next scan")
         previous = current
 
 

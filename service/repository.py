@@ -54,12 +54,23 @@ def scan(models_dir: Path) -> Index:
     index: Index = {}
     for path in find_cards(models_dir):
         _add(index, _flat_source(path, index))
-    for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-        versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and _is_version(p.name)),
-                          key=lambda p: int(p.name))
-        for version_dir in versions:
+    try:
+        model_dirs = sorted(p for p in models_dir.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise RepositoryError(f"models directory {models_dir} cannot be read: {exc}") from None
+    for model_dir in model_dirs:
+        for version_dir in _version_dirs(model_dir):
             _add(index, _versioned_source(model_dir.name, int(version_dir.name), version_dir))
     return index
+
+
+def _version_dirs(model_dir: Path) -> list[Path]:
+    """The numbered directories in `model_dir`, in numeric order; none if it vanished while being scanned."""
+    try:
+        children = list(model_dir.iterdir())
+    except OSError:
+        return []
+    return sorted((p for p in children if p.is_dir() and _is_version(p.name)), key=lambda p: int(p.name))
 
 
 def _is_version(name: str) -> bool:
