@@ -20,7 +20,7 @@ from benchmarks.machine import competing_processes, describe
 from benchmarks.processes import PROJECT_ROOT, start
 from benchmarks.raw import run_raw, session_for
 from benchmarks.report import Results, summary_text, write_markdown
-from service.registry import find_cards
+from service.repository import find_cards
 from training.datasets import data_root
 from training.letterbox import letterbox
 from training.model_card import ModelCard, load_card

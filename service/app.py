@@ -1,7 +1,8 @@
 """create_app(settings): the FastAPI app, its middlewares and routers, and its lifespan.
 
 Lifespan: discover the model cards, then load and warm up every model (and start the CRF workers)
-in the background, so `/healthz` answers at once and `/readyz` turns 200 when all are ready.
+in the background, so `/healthz` answers at once and `/readyz` turns 200 when all are ready; in
+poll mode the same task then watches the models directory.
 On SIGTERM `/readyz` turns 503 at once; after `drain_grace_s` uvicorn stops accepting
 connections and waits for in-flight requests; then every model queue is drained and the
 engines and CRF workers are released.
@@ -23,7 +24,9 @@ from service.api import ROUTERS
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from service.crf import CrfPool
+from service.model_control import poll_repository
 from service.registry import ModelRegistry
+from service.repository import Index
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -48,8 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServiceState(settings=settings, registry=ModelRegistry(settings), crf_pool=CrfPool(settings.crf))
         app.state.service = state
-        state.registry.discover()
-        loading = asyncio.create_task(_load(state), name="load-models")
+        index = state.registry.discover()
+        loading = asyncio.create_task(_load(state, index), name="load-models")
         restore_signal = _flip_readiness_on_sigterm(state)
         try:
             yield
@@ -77,8 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _load(state: ServiceState) -> None:
-    """Load every model, then start the CRF workers; a failure here is reported by /readyz, not raised."""
+async def _load(state: ServiceState, index: Index) -> None:
+    """Load every model, then start the CRF workers; a failure here is reported by /readyz, not raised.
+    With `--model-control poll` the task then follows the models directory until shutdown cancels it."""
     await state.registry.load_all()
     try:
         await state.crf_pool.warm_up()
@@ -86,7 +90,9 @@ async def _load(state: ServiceState) -> None:
         log.exception("CRF workers failed to start")
         state.startup_problem = f"CRF workers failed to start: {type(exc).__name__}: {exc}"
     state.started = True
-    log.info("started: %s", ", ".join(f"{name} {e.status}" for name, e in state.registry.entries.items()))
+    log.info("started: %s", ", ".join(f"{name} {m.status}" for name, m in state.registry.models.items()))
+    if state.settings.model_control == "poll":
+        await poll_repository(state.registry, index, state.settings.repository_poll_s)
 
 
 def _flip_readiness_on_sigterm(state: ServiceState):

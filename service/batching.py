@@ -85,8 +85,9 @@ class _Pending:
 class Batcher:
     """The queue and worker of one model. `start()` in the event loop, `close()` to drain."""
 
-    def __init__(self, model: str, backend: Backend, policy: BatchPolicy):
+    def __init__(self, model: str, backend: Backend, policy: BatchPolicy, version: int = 1):
         self.model = model
+        self.version = str(version)
         self.backend = backend
         self.policy = policy
         self.consecutive_failures = 0
@@ -195,7 +196,7 @@ class Batcher:
             result = await loop.run_in_executor(self._executor, self.backend.infer, images, want_probabilities)
         except Exception as exc:  # noqa: BLE001 - every waiting request must hear about it
             self.consecutive_failures += 1
-            telemetry.INFERENCE_FAILURES.labels(model=self.model, backend=self.backend.name).inc()
+            telemetry.INFERENCE_FAILURES.labels(model=self.model, version=self.version, backend=self.backend.name).inc()
             log.exception("inference failed for model %s (batch of %d)", self.model, len(batch))
             for pending in batch:
                 if not pending.future.done():
@@ -206,7 +207,8 @@ class Batcher:
         self.consecutive_failures = 0
         previous = self._seconds_per_batch
         self._seconds_per_batch = infer_s if previous == 0 else 0.8 * previous + 0.2 * infer_s
-        telemetry.INFERENCE_DURATION.labels(model=self.model, backend=self.backend.name).observe(infer_s)
+        telemetry.INFERENCE_DURATION.labels(
+            model=self.model, version=self.version, backend=self.backend.name).observe(infer_s)
         telemetry.BATCH_SIZE.labels(model=self.model).observe(len(batch))
         for index, pending in enumerate(batch):
             queue_s = started - pending.enqueued

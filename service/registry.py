@@ -1,16 +1,25 @@
-"""The models this process serves: cards found in the models directory -> warmed-up backends -> batchers.
+"""The models this process serves: repository versions -> warmed-up backends -> batchers, swapped atomically.
 
 Loading runs in the background after start-up so that `/healthz` answers while engines load;
-`/readyz` turns 200 once every card's model is loaded and warmed up, and reports per model what
-failed and why. A model is warmed up at the largest batch it will run, fetching both outputs, so
-first requests pay no lazy initialisation and ONNX Runtime's arena reaches its working size
-before traffic arrives; the warm-up also checks the model's class count against the card.
+`/readyz` turns 200 once every model has a version serving, and reports per model what failed and
+why. A version is warmed up at the largest batch it will run, fetching both outputs, so first
+requests pay no lazy initialisation and ONNX Runtime's arena reaches its working size before
+traffic arrives; the warm-up also checks the model's class count against the card.
+
+Which versions serve follows Triton's `latest` policy: the `model_versions` highest versions on
+disk; a request without a version gets the highest one that is ready. A new or replaced version
+loads and warms up beside the one serving; only when it is ready does it take new requests; the
+versions it supersedes then stop taking requests, finish the ones they hold (`use()` counts them)
+and release their engines. A version that fails to load changes nothing that serves: the failure
+is kept beside the model for `/readyz`, `/v1/models` and `seg_model_loads_total`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,24 +30,37 @@ from service import telemetry
 from service.backends import Backend, load_backend
 from service.batching import Batcher, BatchPolicy, policy_for
 from service.errors import ServiceError
+from service.repository import Fingerprint, Index, RepositoryError, VersionSource, scan
 from service.settings import Settings
-from training.model_card import ModelCard, ModelCardError, load_card
+from training.model_card import ModelCard, load_card
 
 log = logging.getLogger(__name__)
 UNHEALTHY_AFTER_FAILURES = 3  # consecutive failed batches before /healthz reports the backend broken
+Status = Literal["loading", "ready", "failed"]
 
 
-@dataclass
+@dataclass(eq=False)
 class ModelEntry:
-    """One card and, once loaded, its backend and batcher."""
+    """One version of a model: its card and, once loaded, its backend and batcher."""
 
     name: str
+    version: int
     card_path: Path
+    fingerprint: Fingerprint = ()
     card: ModelCard | None = None
-    status: Literal["loading", "ready", "failed"] = "loading"
+    status: Status = "loading"
     error: str | None = None
     backend: Backend | None = None
     batcher: Batcher | None = None
+    users: int = 0  # requests between registry.use() and their answer
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # set when the last user of a retired entry left
+    retired: bool = False
+
+    @classmethod
+    def from_source(cls, source: VersionSource) -> ModelEntry:
+        status: Status = "failed" if source.error else "loading"
+        return cls(source.name, source.version, source.card_path, source.fingerprint, source.card, status,
+                   source.error)
 
     @property
     def policy(self) -> BatchPolicy | None:
@@ -46,100 +68,268 @@ class ModelEntry:
 
 
 @dataclass
+class Model:
+    """A model name: the versions serving it and the latest attempt at each version that is not (yet) serving."""
+
+    name: str
+    serving: dict[int, ModelEntry] = field(default_factory=dict)
+    attempts: dict[int, ModelEntry] = field(default_factory=dict)  # loading, or failed (the old one still serves)
+    wanted: tuple[int, ...] = ()  # the versions the policy picked from disk, highest first
+
+    @property
+    def status(self) -> Status:
+        if self.serving:
+            return "ready"
+        return "loading" if any(e.status == "loading" for e in self.attempts.values()) else "failed"
+
+    @property
+    def error(self) -> str | None:
+        """The newest failed attempt, also while an older version keeps serving."""
+        failed = [e for _, e in sorted(self.attempts.items(), reverse=True) if e.status == "failed"]
+        return f"version {failed[0].version}: {failed[0].error}" if failed else None
+
+    @property
+    def latest(self) -> ModelEntry | None:
+        """What a request without a version gets: the highest ready version."""
+        return self.serving[max(self.serving)] if self.serving else None
+
+    @property
+    def card(self) -> ModelCard | None:
+        entry = self.latest or next((e for _, e in sorted(self.attempts.items(), reverse=True) if e.card), None)
+        return entry.card if entry else None
+
+    def versions(self) -> list[tuple[int, Status, str | None]]:
+        """(version, status, error) of every version serving or tried, highest first."""
+        rows = []
+        for version in sorted(set(self.serving) | set(self.attempts), reverse=True):
+            attempt = self.attempts.get(version)
+            status = "ready" if version in self.serving else attempt.status
+            rows.append((version, status, attempt.error if attempt else None))
+        return rows
+
+
+@dataclass
 class ModelRegistry:
     settings: Settings
-    entries: dict[str, ModelEntry] = field(default_factory=dict)
+    models: dict[str, Model] = field(default_factory=dict)
     problem: str | None = None  # a failure that is not any one model's (e.g. no models directory)
+    _planned: list[ModelEntry] = field(default_factory=list)
+    _control: asyncio.Lock = field(default_factory=asyncio.Lock)  # one change of the repository at a time
+    _retiring: list[ModelEntry] = field(default_factory=list)  # swapped out, released once the change settles
 
-    def discover(self) -> None:
-        """Read every card; a card that cannot be read becomes a failed entry that says why."""
-        models_dir = self.settings.models
-        if not models_dir.is_dir():
-            self.problem = f"models directory {models_dir} does not exist"
-            return
-        paths = find_cards(models_dir)
-        if not paths:
-            self.problem = f"no model cards (*.json) in {self.settings.models}"
-        for path in paths:
-            try:
-                card = load_card(path)
-            except ModelCardError as exc:
-                self.entries[path.stem] = ModelEntry(path.stem, path, status="failed", error=str(exc))
-                continue
-            if card.name in self.entries:
-                self.entries[f"{card.name}@{path.name}"] = ModelEntry(
-                    card.name, path, status="failed", error=f"{path}: model name {card.name!r} is used by another card")
-                continue
-            self.entries[card.name] = ModelEntry(card.name, path, card=card)
-        default = self.settings.default_model
-        if default is not None and default not in self.entries:
-            self.problem = f"default model {default!r} has no card in {models_dir}"
+    def discover(self) -> Index:
+        """Scan the repository and plan a load of every model; unreadable cards become failed versions."""
+        try:
+            index = self.scan()
+        except RepositoryError:
+            return {}
+        self._planned = self._plan(index, index.keys())
+        return index
 
     async def load_all(self) -> None:
-        """Load, warm up and start every discovered model, one at a time (engines compete for memory)."""
-        for entry in self.entries.values():
-            if entry.status != "loading":
+        """Load, warm up and start every discovered version, one at a time (engines compete for memory)."""
+        async with self._control:
+            await self._load(self._planned, list(self.models))
+            self._planned = []
+
+    async def refresh(self, index: Index, names: Iterable[str]) -> None:
+        """Bring `names` in line with `index`: load new or changed versions, then retire what they supersede.
+
+        A name absent from `index` is unloaded. Called by the poll loop and the explicit load API.
+        """
+        async with self._control:
+            names = list(names)
+            await self._load(self._plan(index, names), names)
+            for name in names:
+                if name not in index:
+                    await self._unload(name)
+
+    async def unload(self, name: str) -> None:
+        """Stop serving `name` (404 afterwards), let its queued requests finish, release its engines."""
+        async with self._control:
+            if name not in self.models:
+                raise ServiceError(404, "model_not_found", f"no model named {name!r} is loaded")
+            await self._unload(name)
+
+    def scan(self) -> Index:
+        """The repository as it is now (RepositoryError when it cannot be read); `problem` follows every scan,
+        so a repository that was empty or missing at start-up stops being a problem once poll finds models."""
+        try:
+            index = scan(self.settings.models)
+        except RepositoryError as exc:
+            self.problem = str(exc)
+            raise
+        default = self.settings.default_model
+        if not index:
+            self.problem = f"no model cards (*.json) in {self.settings.models}"
+        elif default is not None and default not in index:
+            self.problem = f"default model {default!r} has no card in {self.settings.models}"
+        else:
+            self.problem = None
+        return index
+
+    def _plan(self, index: Index, names: Iterable[str]) -> list[ModelEntry]:
+        """The attempts that bring `names` in line with `index` (sources that failed to read fail at once)."""
+        planned = []
+        for name in names:
+            sources = index.get(name)
+            if not sources:
                 continue
-            try:
-                backend = None
-                backend = await asyncio.to_thread(load_backend_checked, entry.card, self.settings)
-                policy = policy_for(backend, self.settings.batching)
-                await asyncio.to_thread(warm_up, backend, entry.card, policy.max_batch_size)
-            except Exception as exc:  # noqa: BLE001 - a model that fails to load must not stop the others
-                log.exception("model %s failed to load", entry.name)
-                if backend is not None:  # loaded but failed its warm-up: free its device memory
-                    await asyncio.to_thread(backend.close)
-                entry.status, entry.error = "failed", f"{type(exc).__name__}: {exc}"
-                continue
-            entry.backend, entry.batcher = backend, Batcher(entry.name, backend, policy)
-            entry.batcher.start()
-            entry.status = "ready"
-            telemetry.MODEL_INFO.labels(model=entry.name, backend=backend.name, precision=backend.precision).set(1)
-            log.info("model %s ready on %s (%s), batching %s", entry.name, backend.name, backend.precision, policy)
+            model = self.models.setdefault(name, Model(name))
+            model.wanted = tuple(sorted(sources, reverse=True)[: self.settings.model_versions])
+            model.attempts = {v: e for v, e in model.attempts.items() if v in model.wanted}
+            for version in model.wanted:
+                source = sources[version]
+                serving, attempt = model.serving.get(version), model.attempts.get(version)
+                if serving is not None and serving.fingerprint == source.fingerprint:
+                    model.attempts.pop(version, None)  # the files that serve are back: a failed reload is moot
+                    continue
+                if attempt is not None and attempt.fingerprint == source.fingerprint:
+                    continue  # the same files failed already
+                entry = ModelEntry.from_source(source)
+                model.attempts[version] = entry
+                if entry.status == "failed":
+                    telemetry.MODEL_LOADS.labels(model=name, result="failure").inc()
+                else:
+                    planned.append(entry)
+        return planned
+
+    async def _load(self, entries: list[ModelEntry], names: Iterable[str]) -> None:
+        """Start `entries` one at a time, swapping each in when ready; then retire what `names` no longer want."""
+        for entry in entries:
+            if await self._start(entry):
+                self._swap_in(entry)
+        for name in names:
+            if name in self.models:
+                self._retire_superseded(self.models[name])
+        retiring, self._retiring = self._retiring, []
+        await asyncio.gather(*(release(entry) for entry in retiring))
+
+    async def _start(self, entry: ModelEntry) -> bool:
+        try:
+            backend = await asyncio.to_thread(load_backend_checked, entry.card, self.settings)
+        except Exception as exc:  # noqa: BLE001 - a version that fails to load must not stop the others
+            return self._failed(entry, exc)
+        try:
+            policy = policy_for(backend, self.settings.batching)
+            await asyncio.to_thread(warm_up, backend, entry.card, policy.max_batch_size)
+        except Exception as exc:  # noqa: BLE001
+            await asyncio.to_thread(backend.close)
+            return self._failed(entry, exc)
+        entry.backend, entry.batcher = backend, Batcher(entry.name, backend, policy, version=entry.version)
+        entry.batcher.start()
+        entry.status = "ready"
+        telemetry.MODEL_LOADS.labels(model=entry.name, result="success").inc()
+        telemetry.MODEL_INFO.labels(model=entry.name, version=str(entry.version), backend=backend.name,
+                                    precision=backend.precision).set(1)
+        log.info("model %s version %d ready on %s (%s), batching %s",
+                 entry.name, entry.version, backend.name, backend.precision, policy)
+        return True
+
+    def _failed(self, entry: ModelEntry, exc: Exception) -> bool:
+        log.exception("model %s version %d failed to load", entry.name, entry.version)
+        entry.status, entry.error = "failed", f"{type(exc).__name__}: {exc}"
+        telemetry.MODEL_LOADS.labels(model=entry.name, result="failure").inc()
+        return False
+
+    def _swap_in(self, entry: ModelEntry) -> None:
+        """New requests go to `entry` from here on; the instance it replaces is retired once the model settles."""
+        model = self.models[entry.name]
+        replaced = model.serving.get(entry.version)
+        model.serving[entry.version] = entry
+        if model.attempts.get(entry.version) is entry:
+            del model.attempts[entry.version]
+        if replaced is not None:
+            replaced.retired = True
+            self._retiring.append(replaced)
+
+    def _retire_superseded(self, model: Model) -> None:
+        """Once a wanted version serves, drop the versions the policy no longer wants (else keep them serving)."""
+        if any(version in model.serving for version in model.wanted):
+            for version in [v for v in model.serving if v not in model.wanted]:
+                entry = model.serving.pop(version)
+                entry.retired = True
+                self._retiring.append(entry)
+
+    async def _unload(self, name: str) -> None:
+        model = self.models.pop(name, None)
+        if model is None:
+            return
+        for entry in model.serving.values():
+            entry.retired = True
+        await asyncio.gather(*(release(entry) for entry in model.serving.values()))
+        log.info("model %s unloaded", name)
 
     @property
     def ready(self) -> bool:
-        return self.problem is None and bool(self.entries) and all(e.status == "ready" for e in self.entries.values())
+        return self.problem is None and bool(self.models) and all(m.serving for m in self.models.values())
 
     def failing_models(self) -> list[str]:
         """Models whose backend keeps failing (a broken device wants a restart, not retries)."""
-        return [
-            name for name, e in self.entries.items()
+        return sorted({
+            name for name, model in self.models.items() for e in model.serving.values()
             if e.batcher is not None and e.batcher.consecutive_failures >= UNHEALTHY_AFTER_FAILURES
-        ]
+        })
 
     def default_name(self) -> str | None:
         if self.settings.default_model is not None:
             return self.settings.default_model
-        return next(iter(sorted(self.entries)), None)
+        return next(iter(sorted(self.models)), None)
 
-    def get(self, name: str | None) -> ModelEntry:
-        """The ready model called `name` (or the default): 404 if unknown, 503 if not (yet) usable."""
-        if not self.entries:
+    def get(self, name: str | None, version: int | None = None) -> ModelEntry:
+        """The ready version of `name` (or the default model; the newest version): 404 unknown, 503 not usable."""
+        if not self.models:
             raise ServiceError(503, "no_models", self.problem or "no models are configured")
         name = name or self.default_name()
-        entry = self.entries.get(name)
-        if entry is None:
-            known = ", ".join(sorted(self.entries)) or "none"
+        model = self.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(self.models)) or "none"
             raise ServiceError(404, "model_not_found", f"no model named {name!r}; models: {known}")
-        if entry.status == "loading":
-            raise ServiceError(503, "model_loading", f"model {name!r} is still loading", {"Retry-After": "5"})
-        if entry.status == "failed":
-            raise ServiceError(503, "model_unavailable", f"model {name!r} failed to load: {entry.error}")
-        return entry
+        if version is not None and version not in model.serving and version not in model.attempts:
+            known = ", ".join(str(v) for v, _, _ in model.versions()) or "none"
+            raise ServiceError(404, "version_not_found", f"model {name!r} has no version {version}; versions: {known}")
+        entry = model.latest if version is None else model.serving.get(version)
+        if entry is not None:
+            return entry
+        label = f"model {name!r}" + (f" version {version}" if version is not None else "")
+        if model.status == "loading" or (version is not None and model.attempts[version].status == "loading"):
+            raise ServiceError(503, "model_loading", f"{label} is still loading", {"Retry-After": "5"})
+        raise ServiceError(503, "model_unavailable", f"{label} failed to load: {model.error}")
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str | None, version: int | None = None) -> AsyncIterator[ModelEntry]:
+        """`get()`, holding the version until the block ends: a swap releases it only after its last user."""
+        entry = self.get(name, version)
+        entry.users += 1
+        try:
+            yield entry
+        finally:
+            entry.users -= 1
+            if entry.retired and entry.users == 0:
+                entry.released.set()
 
     async def close(self) -> None:
         """Drain every queue, then release the engines."""
-        await asyncio.gather(*(e.batcher.close() for e in self.entries.values() if e.batcher))
-        for entry in self.entries.values():
+        entries = [entry for model in self.models.values() for entry in model.serving.values()]
+        await asyncio.gather(*(entry.batcher.close() for entry in entries if entry.batcher))
+        for entry in entries:
             if entry.backend is not None:
                 entry.backend.close()
                 entry.backend = None
 
 
-def find_cards(models_dir: Path) -> list[Path]:
-    """Every model card in `models_dir`, by name; TensorRT plan sidecars (`*.plan.json`) are not cards."""
-    return [path for path in sorted(models_dir.glob("*.json")) if not path.name.endswith(".plan.json")]
+async def release(entry: ModelEntry) -> None:
+    """After its last user: drain the retired version's queue, release its engine and its metric."""
+    if entry.users > 0:
+        await entry.released.wait()
+    if entry.batcher is not None:
+        await entry.batcher.close()
+    if entry.backend is not None:
+        await asyncio.to_thread(entry.backend.close)
+        telemetry.MODEL_INFO.labels(model=entry.name, version=str(entry.version), backend=entry.backend.name,
+                                    precision=entry.backend.precision).set(0)
+        entry.backend = None
+    log.info("model %s version %d released", entry.name, entry.version)
 
 
 def load_backend_checked(card: ModelCard, settings: Settings) -> Backend:

@@ -2,8 +2,9 @@
 
 Every CPU-heavy step runs off the event loop (decode, resize and encode in the default thread
 pool, inference in the model's batcher thread, CRF in worker processes), so one slow request
-never stalls the others. Every output format (service/formats.py) goes through this one path;
-a format only says whether it needs the probabilities and the decoded image.
+never stalls the others. Every output format (service/formats.py) and the v2 API
+(service/v2_inference.py) go through this one path, `label_image()`; a format only says whether it
+needs the probabilities and the decoded image.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from service import telemetry
+from service.batching import BatchOutput
 from service.crf import CrfPool
 from service.formats import OutputOptions, Prediction, SegmentationResult, encode
 from service.imaging import crop_to_image, decode_image, restore_labels
@@ -23,7 +25,6 @@ from service.settings import DriftSettings
 from service.telemetry import Timings
 from service.uncertainty import image_statistics
 from training.letterbox import Placement, letterbox, restore_probabilities
-from training.model_card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,56 @@ async def segment(
     timings: Timings,
 ) -> SegmentationResult:
     """Segment one encoded image with `model` and encode the result at the image's own size."""
-    card = model.card
-    prepared = await asyncio.to_thread(_prepare, data, card.input_size, max_image_pixels, options.needs_image, timings)
-    want_probabilities = refine or options.needs_probabilities or drift.enabled
-    output = await model.batcher.submit(prepared.canvas, want_probabilities=want_probabilities)
+    image = await label_image(model, data, refine=refine,
+                              want_probabilities=options.needs_probabilities or drift.enabled,
+                              keep_image=options.needs_image, crf_pool=crf_pool, max_image_pixels=max_image_pixels,
+                              timings=timings)
+    with timings.measure("encode"):
+        return await asyncio.to_thread(_finish, image, model, options, drift)
+
+
+@dataclass(frozen=True)
+class ImageLabels:
+    """One encoded image through decode -> letterbox -> batch/infer -> (CRF), before it is mapped back."""
+
+    prepared: _Prepared
+    output: BatchOutput  # the model's output for the whole letterboxed input
+    marginals: np.ndarray | None  # float32 [h, w, C]: the CRF's refinement of the image's part, when refined
+
+    @property
+    def labels(self) -> np.ndarray:
+        """uint8 [h, w]: the model's labels for the image's part of its input."""
+        return crop_to_image(self.output.labels, self.prepared.placement)
+
+    @property
+    def probabilities(self) -> np.ndarray | None:
+        """float32 [h, w, C]: the model's probabilities for that part, when asked for."""
+        probabilities = self.output.probabilities
+        return None if probabilities is None else crop_to_image(probabilities, self.prepared.placement)
+
+
+async def label_image(
+    model: ModelEntry,
+    data: bytes,
+    *,
+    refine: bool,
+    want_probabilities: bool,
+    keep_image: bool,
+    crf_pool: CrfPool,
+    max_image_pixels: int,
+    timings: Timings,
+) -> ImageLabels:
+    """The pipeline up to the output at model resolution: shared by /segment and the v2 API."""
+    prepared = await asyncio.to_thread(_prepare, data, model.card.input_size, max_image_pixels, keep_image, timings)
+    output = await model.batcher.submit(prepared.canvas, want_probabilities=refine or want_probabilities)
     timings.record("queue", output.queue_s)
     timings.record("infer", output.infer_s)
-    labels = crop_to_image(output.labels, prepared.placement)
-    probabilities = crop_to_image(output.probabilities, prepared.placement) if want_probabilities else None
-    model_view = (labels, probabilities) if drift.enabled else None  # the drift signals read it before any CRF
-    if refine:
-        with timings.measure("crf"):
-            probabilities = await crf_pool.refine(crop_to_image(prepared.canvas, prepared.placement), probabilities)
-        labels = None  # the marginals' argmax, taken off the event loop in _finish
-    with timings.measure("encode"):
-        return await asyncio.to_thread(_finish, labels, probabilities, prepared, card, options, model_view,
-                                       drift.low_confidence_threshold)
+    image = ImageLabels(prepared, output, None)
+    if not refine:
+        return image
+    with timings.measure("crf"):
+        marginals = await crf_pool.refine(crop_to_image(prepared.canvas, prepared.placement), image.probabilities)
+    return ImageLabels(prepared, output, marginals)
 
 
 def _prepare(data: bytes, input_size: tuple[int, int], max_image_pixels: int, keep_image: bool,
@@ -74,20 +109,21 @@ def _prepare(data: bytes, input_size: tuple[int, int], max_image_pixels: int, ke
     return _Prepared((image.height, image.width), canvas, placement, image if keep_image else None)
 
 
-def _finish(labels: np.ndarray | None, probabilities: np.ndarray | None, prepared: _Prepared, card: ModelCard,
-            options: OutputOptions, model_view: tuple[np.ndarray, np.ndarray] | None,
-            low_confidence_threshold: float) -> SegmentationResult:
-    """Record the drift signals of the model's own output (`model_view`, when enabled), then the image's
+def _finish(image: ImageLabels, model: ModelEntry, options: OutputOptions, drift: DriftSettings
+            ) -> SegmentationResult:
+    """Record the drift signals of the model's own output (when enabled; before any CRF), then the image's
     part of the (refined) output -> the original size (the rule in service/formats.py) -> encoded."""
-    if model_view is not None:
-        statistics = image_statistics(model_view[1], model_view[0], card.num_classes)
-        telemetry.record_image(card.name, card.class_names, statistics.area_fractions, statistics.mean_confidence,
-                               low_confidence_threshold)
+    prepared, card = image.prepared, model.card
+    if drift.enabled:
+        statistics = image_statistics(image.probabilities, image.labels, card.num_classes)
+        telemetry.record_image(card.name, model.version, card.class_names, statistics.area_fractions,
+                               statistics.mean_confidence, drift.low_confidence_threshold)
+    probabilities = image.probabilities if image.marginals is None else image.marginals
     if options.needs_probabilities:  # labels from the restored probabilities
         whole = Placement(0, 0, *probabilities.shape[:2])  # already cropped to the image
         probabilities = restore_probabilities(probabilities, whole, prepared.size)
         labels = probabilities.argmax(axis=-1).astype(np.uint8)
     else:
-        labels = probabilities.argmax(axis=-1).astype(np.uint8) if labels is None else labels
+        labels = image.labels if image.marginals is None else image.marginals.argmax(axis=-1).astype(np.uint8)
         labels, probabilities = restore_labels(labels, prepared.size), None
     return encode(Prediction(labels, probabilities, prepared.image), card, options)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SEG_"
 BackendChoice = Literal["auto", "tensorrt", "onnx-cuda", "onnx-cpu"]
+ModelControl = Literal["none", "poll", "explicit"]
 
 
 class OnnxSettings(BaseModel):
@@ -104,6 +105,12 @@ class Settings(BaseSettings):
     models: Path = Field(Path("engines"), description="Directory of model cards (<name>.json) and their ONNX files.")
     backend: BackendChoice = Field("auto", description="auto prefers TensorRT, then ONNX CUDA, then ONNX CPU.")
     default_model: str | None = Field(None, description="Model for requests without ?model= (default: first by name).")
+    model_control: ModelControl = Field(
+        "none", description="As Triton's: none = the models found at start-up; poll = follow changes in the models "
+        "directory; explicit = change only through the load/unload API (every model is loaded at start-up).")
+    repository_poll_s: float = Field(5.0, gt=0, description="Seconds between scans of the models directory (poll).")
+    model_versions: int = Field(
+        1, ge=1, description="How many of a model's highest versions serve (Triton's `latest` policy).")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     drain_grace_s: float = Field(
         0.0, ge=0, description="After SIGTERM, report not-ready for this long while still serving, then drain."

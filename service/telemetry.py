@@ -44,11 +44,12 @@ QUEUE_WAIT = Histogram(
 )
 QUEUE_DEPTH = Gauge("seg_queue_depth", "Requests waiting in a model's queue.", ["model"], multiprocess_mode="livesum")
 INFERENCE_DURATION = Histogram(
-    "seg_inference_duration_seconds", "Backend time for one batch.", ["model", "backend"], buckets=LATENCY_BUCKETS
+    "seg_inference_duration_seconds", "Backend time for one batch.", ["model", "version", "backend"],
+    buckets=LATENCY_BUCKETS,
 )
 INFERENCE_FAILURES = Counter(
     "seg_inference_failures", "Batches whose backend call raised (every request in them got a 500).",
-    ["model", "backend"],
+    ["model", "version", "backend"],
 )
 BATCH_SIZE = Histogram(
     "seg_inference_batch_size", "Requests per inference batch.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64)
@@ -63,29 +64,35 @@ AREA_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0)
 PREDICTED_AREA = Histogram(
     "seg_predicted_area_ratio", "Share of an image's pixels predicted as a class (one sample per image and class).",
-    ["model", "class"], buckets=AREA_BUCKETS,
+    ["model", "version", "class"], buckets=AREA_BUCKETS,
 )
 IMAGE_CONFIDENCE = Histogram(
     "seg_image_confidence_ratio", "Mean per-pixel confidence of an image: 1 - entropy / ln(classes).",
-    ["model"], buckets=CONFIDENCE_BUCKETS,
+    ["model", "version"], buckets=CONFIDENCE_BUCKETS,
 )
 LOW_CONFIDENCE_IMAGES = Counter(
-    "seg_low_confidence_images", "Images whose mean confidence fell below the drift threshold.", ["model"]
+    "seg_low_confidence_images", "Images whose mean confidence fell below the drift threshold.",
+    ["model", "version"],
 )
 MODEL_INFO = Gauge(
-    "seg_model_info", "Loaded models (value 1), with their backend and precision.",
-    ["model", "backend", "precision"], multiprocess_mode="max",
+    "seg_model_info", "Model versions loaded (1) or released (0), with their backend and precision.",
+    ["model", "version", "backend", "precision"], multiprocess_mode="max",
+)
+MODEL_LOADS = Counter(
+    "seg_model_loads", "Attempts to load a model version, by result (success, failure).", ["model", "result"]
 )
 _PER_REQUEST_STAGES = ("decode", "preprocess", "crf", "encode")  # queue and infer have their own metrics
 
 
-def record_image(model: str, class_names: list[str], area_fractions, mean_confidence: float,
+def record_image(model: str, version: int, class_names: list[str], area_fractions, mean_confidence: float,
                  low_confidence_threshold: float) -> None:
-    """One image's drift signals (service/uncertainty.py computes them)."""
+    """One image's drift signals (service/uncertainty.py computes them), per version so a new one can be
+    compared with the one it replaces."""
+    labels = {"model": model, "version": str(version)}
     for name, fraction in zip(class_names, area_fractions, strict=True):
-        PREDICTED_AREA.labels(model=model, **{"class": name}).observe(float(fraction))
-    IMAGE_CONFIDENCE.labels(model=model).observe(mean_confidence)
-    low = LOW_CONFIDENCE_IMAGES.labels(model=model)  # the series exists (at 0) from the first image on
+        PREDICTED_AREA.labels(**labels, **{"class": name}).observe(float(fraction))
+    IMAGE_CONFIDENCE.labels(**labels).observe(mean_confidence)
+    low = LOW_CONFIDENCE_IMAGES.labels(**labels)  # the series exists (at 0) from the first image on
     if mean_confidence < low_confidence_threshold:
         low.inc()
 

@@ -61,7 +61,7 @@ class BodyLimitMiddleware:
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
             message = f"request body of {int(declared)} bytes exceeds the limit of {self.max_bytes} bytes"
-            response = error_response(413, "payload_too_large", message, {"Connection": "close"})
+            response = error_response(413, "payload_too_large", message, {"Connection": "close"}, scope["path"])
             await response(scope, receive, send)
             return
         received = 0

@@ -1,4 +1,4 @@
-"""GET /v1/models and /v1/models/{name}: the cards plus how each model is being served."""
+"""GET /v1/models[/{name}]: the cards plus how each model and version is served; POST .../load|unload (explicit)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,23 @@ from fastapi import APIRouter, Depends, Request
 
 from service.api.auth import require_api_key
 from service.api.errors import error_responses
-from service.api.schemas import BatchLimits, ModelDetail, ModelList, ModelSummary
+from service.api.schemas import BatchLimits, ModelDetail, ModelList, ModelSummary, VersionState
 from service.errors import ServiceError
-from service.registry import ModelEntry
+from service.model_control import load_model, unload_model
+from service.registry import Model
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(require_api_key)])
 
 
-def _summary(entry: ModelEntry) -> dict:
-    card, backend, policy = entry.card, entry.backend, entry.policy
+def _summary(model: Model) -> dict:
+    entry = model.latest
+    card, backend, policy = model.card, entry and entry.backend, entry and entry.policy
     return {
-        "name": entry.name,
-        "status": entry.status,
-        "error": entry.error,
+        "name": model.name,
+        "status": model.status,
+        "error": model.error,
+        "version": entry.version if entry else None,
+        "versions": [VersionState(version=v, status=status, error=error) for v, status, error in model.versions()],
         "description": card.description if card else None,
         "classes": card.class_names if card else [],
         "input_size": card.input_size if card else None,
@@ -31,20 +35,39 @@ def _summary(entry: ModelEntry) -> dict:
     }
 
 
+def _detail(request: Request, name: str) -> ModelDetail:
+    model = request.app.state.service.registry.models.get(name)
+    if model is None:
+        raise ServiceError(404, "model_not_found", f"no model named {name!r}")
+    card = model.card.to_json() if model.card else None
+    return ModelDetail(**_summary(model), card=card)
+
+
 @router.get("", response_model=ModelList, summary="List the models", responses=error_responses(401))
 async def list_models(request: Request) -> ModelList:
     registry = request.app.state.service.registry
     return ModelList(
         default=registry.default_name(),
-        models=[ModelSummary(**_summary(entry)) for _, entry in sorted(registry.entries.items())],
+        models=[ModelSummary(**_summary(model)) for _, model in sorted(registry.models.items())],
     )
 
 
-@router.get("/{name}", response_model=ModelDetail, summary="One model's card and serving details",
+@router.get("/{name}", response_model=ModelDetail, summary="One model's card, versions and serving details",
             responses=error_responses(401, 404))
 async def get_model(name: str, request: Request) -> ModelDetail:
-    entry = request.app.state.service.registry.entries.get(name)
-    if entry is None:
-        raise ServiceError(404, "model_not_found", f"no model named {name!r}")
-    card = entry.card.to_json() if entry.card else None
-    return ModelDetail(**_summary(entry), card=card)
+    return _detail(request, name)
+
+
+@router.post("/{name}/load", response_model=ModelDetail, summary="Load or reload a model (--model-control explicit)",
+             responses=error_responses(400, 401, 404, 409, 503))
+async def load(name: str, request: Request) -> ModelDetail:
+    """Loads the newest version(s) beside what serves and swaps them in when ready; 400 if one fails."""
+    await load_model(request.app.state.service.registry, name)
+    return _detail(request, name)
+
+
+@router.post("/{name}/unload", status_code=204, summary="Unload a model (--model-control explicit)",
+             responses=error_responses(401, 404, 409))
+async def unload(name: str, request: Request) -> None:
+    """New requests get 404 at once; queued ones finish; then the engines are released."""
+    await unload_model(request.app.state.service.registry, name)

@@ -26,12 +26,13 @@ async def healthz(request: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state.service
     registry = state.registry
-    models = {name: ModelReadiness(status=e.status, error=e.error) for name, e in registry.entries.items()}
+    models = {name: ModelReadiness(status=m.status, error=m.error, version=m.latest and m.latest.version)
+              for name, m in registry.models.items()}
     if state.draining:
         status = "draining"
     elif state.ready:
         status = "ready"
-    elif state.problem or any(e.status == "failed" for e in registry.entries.values()):
+    elif state.problem or any(m.status == "failed" for m in registry.models.values()):
         status = "failed"
     else:
         status = "loading"

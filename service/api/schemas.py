@@ -41,10 +41,20 @@ class BatchLimits(BaseModel):
     request_timeout_s: float = Field(examples=[30.0])
 
 
+class VersionState(BaseModel):
+    version: int = Field(examples=[2])
+    status: Literal["loading", "ready", "failed"] = Field(examples=["ready"])
+    error: str | None = Field(None, description="Why its latest load failed (an older copy may still serve).",
+                              examples=[None])
+
+
 class ModelSummary(BaseModel):
     name: str = Field(examples=["polyp"])
     status: Literal["loading", "ready", "failed"] = Field(examples=["ready"])
-    error: str | None = Field(None, description="Why the model failed to load.", examples=[None])
+    error: str | None = Field(None, description="Why the model, or its newest version, failed to load.",
+                              examples=[None])
+    version: int | None = Field(None, description="The version requests without ?version= get.", examples=[2])
+    versions: list[VersionState] = Field(default_factory=list, description="Versions serving or tried, newest first.")
     description: str | None = Field(None, examples=["Polyp segmentation in colonoscopy frames (Kvasir-SEG)"])
     classes: list[str] = Field(default_factory=list, examples=[["background", "polyp"]])
     input_size: tuple[int, int] | None = Field(None, description="[height, width] the model runs at.",
@@ -71,6 +81,7 @@ class Health(BaseModel):
 class ModelReadiness(BaseModel):
     status: Literal["loading", "ready", "failed"]
     error: str | None = None
+    version: int | None = Field(None, description="The version serving (the newest ready one).")
 
 
 class Readiness(BaseModel):

@@ -22,6 +22,7 @@ from service.errors import ServiceError, bad_image, payload_too_large
 from service.formats import NPY_MEDIA_TYPE, OutputFormat, OutputOptions
 from service.imaging import ADVERTISED_TYPES, check_content_type
 from service.polygons import PolygonOptions
+from service.registry import ModelEntry
 from service.segmentation import segment
 from service.telemetry import Timings
 
@@ -56,6 +57,7 @@ _BATCH_BODY = {
 }
 _HEADERS = {
     "X-Model": {"description": "The model that answered.", "schema": {"type": "string"}},
+    "X-Model-Version": {"description": "Its version.", "schema": {"type": "string"}},
     "X-Backend": {"description": "The engine that ran it (onnx-cpu, onnx-cuda, tensorrt).",
                   "schema": {"type": "string"}},
     "Server-Timing": {"description": "Milliseconds per stage: decode, preprocess, queue, infer, crf, encode "
@@ -105,6 +107,7 @@ _OK = {
 @dataclass(frozen=True)
 class _Common:
     model: str | None
+    version: int | None
     crf: bool
     uncertainty: bool
     polygon_options: PolygonOptions
@@ -112,6 +115,7 @@ class _Common:
 
 def _common(
     model: str | None = Query(None, description="Model name (default: see GET /v1/models).", examples=["polyp"]),
+    version: int | None = Query(None, ge=1, description="Model version (default: the newest ready one)."),
     crf: bool = Query(False, description="Refine with a dense CRF (slower); combines with every format."),
     uncertainty: bool = Query(False, description="JSON formats: add mean entropy, the share of uncertain pixels "
                                                  "and per-class mean confidence."),
@@ -119,7 +123,7 @@ def _common(
                                                            "(0 = exact pixel edges)."),
     min_area: float = Query(0.0, ge=0, description="polygons: drop regions and holes smaller than this (pixels)."),
 ) -> _Common:
-    return _Common(model, crf, uncertainty, PolygonOptions(tolerance, min_area))
+    return _Common(model, version, crf, uncertainty, PolygonOptions(tolerance, min_area))
 
 
 @router.post(
@@ -142,14 +146,15 @@ async def segment_image(
     """Send the image as multipart field `image` or as the raw body with an `image/*` content type."""
     options = OutputOptions(output_format, common.uncertainty, common.polygon_options, alpha, outlines)
     state = request.app.state.service
-    entry = state.registry.get(common.model)
-    data = await read_image(request, state.settings.limits.max_body_bytes)
-    timings = Timings(entry.name)
-    result = await segment(
-        entry, data, options=options, refine=common.crf, crf_pool=state.crf_pool,
-        max_image_pixels=state.settings.limits.max_image_pixels, drift=state.settings.drift, timings=timings,
-    )
-    return Response(result.body, media_type=result.media_type, headers=_headers(entry, timings))
+    async with state.registry.use(common.model, common.version) as entry:
+        data = await read_image(request, state.settings.limits.max_body_bytes)
+        timings = Timings(entry.name)
+        result = await segment(
+            entry, data, options=options, refine=common.crf, crf_pool=state.crf_pool,
+            max_image_pixels=state.settings.limits.max_image_pixels, drift=state.settings.drift, timings=timings,
+        )
+        headers = _headers(entry, timings)
+    return Response(result.body, media_type=result.media_type, headers=headers)
 
 
 @router.post(
@@ -171,30 +176,32 @@ async def segment_batch(
     model's queue at once, so they share a backend batch where the batcher allows (GPU backends)."""
     options = OutputOptions(output_format, common.uncertainty, common.polygon_options)
     state = request.app.state.service
-    entry = state.registry.get(common.model)
     limits = state.settings.limits
-    uploads = await read_images(request, limits.max_body_bytes, limits.max_batch_images)
-    timings = Timings(entry.name)
+    async with state.registry.use(common.model, common.version) as entry:  # one version for every image
+        uploads = await read_images(request, limits.max_body_bytes, limits.max_batch_images)
+        timings = Timings(entry.name)
 
-    async def one(upload: _Upload) -> bytes:
-        if isinstance(upload.data, ServiceError):
-            raise upload.data
-        result = await segment(
-            entry, upload.data, options=options, refine=common.crf, crf_pool=state.crf_pool,
-            max_image_pixels=limits.max_image_pixels, drift=state.settings.drift, timings=timings,
-        )
-        return result.body
+        async def one(upload: _Upload) -> bytes:
+            if isinstance(upload.data, ServiceError):
+                raise upload.data
+            result = await segment(
+                entry, upload.data, options=options, refine=common.crf, crf_pool=state.crf_pool,
+                max_image_pixels=limits.max_image_pixels, drift=state.settings.drift, timings=timings,
+            )
+            return result.body
 
-    outcomes = await asyncio.gather(*(one(upload) for upload in uploads), return_exceptions=True)
+        outcomes = await asyncio.gather(*(one(upload) for upload in uploads), return_exceptions=True)
+        headers = _headers(entry, timings)
     entries = [_batch_entry(index, upload.filename, outcome)
                for index, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))]
     head = json.dumps({"model": entry.name, "format": output_format})[:-1].encode()
     body = head + b',"results":[' + b",".join(entries) + b"]}"
-    return Response(body, media_type="application/json", headers=_headers(entry, timings))
+    return Response(body, media_type="application/json", headers=headers)
 
 
-def _headers(entry, timings: Timings) -> dict[str, str]:
-    return {"X-Model": entry.name, "X-Backend": entry.backend.name, "Server-Timing": timings.server_timing()}
+def _headers(entry: ModelEntry, timings: Timings) -> dict[str, str]:
+    return {"X-Model": entry.name, "X-Model-Version": str(entry.version), "X-Backend": entry.backend.name,
+            "Server-Timing": timings.server_timing()}
 
 
 def _batch_entry(index: int, filename: str | None, outcome: bytes | BaseException) -> bytes:

@@ -23,7 +23,7 @@ from training.model_card import ModelCard, ModelCardError, load_card
 
 def model_cards(models: Path) -> list[ModelCard]:
     """Every valid card in ``models``, found as the service finds them."""
-    from service.registry import find_cards
+    from service.repository import find_cards
 
     cards = []
     for path in find_cards(models):

@@ -85,7 +85,7 @@ def test_a_model_that_fails_to_load_is_named_in_readyz_with_the_reason(service_f
                                   and "loading" not in {m["status"] for m in response.json()["models"].values()})
     assert readiness.status_code == 503
     report = readiness.json()["models"]
-    assert report[intact] == {"status": "ready", "error": None}
+    assert report[intact] == {"status": "ready", "error": None, "version": 1}
     assert report[damaged]["status"] == "failed" and "onnx_sha256" in report[damaged]["error"]
     assert report["garbled"]["status"] == "failed" and "garbled.onnx" in report["garbled"]["error"]
     with httpx.Client(base_url=server.url, timeout=60) as client:

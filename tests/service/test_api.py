@@ -223,5 +223,7 @@ def test_openapi_documents_bodies_responses_and_errors(client):
     batch = spec["paths"]["/segment/batch"]["post"]
     assert {"multipart/form-data", "application/json"} <= set(batch["requestBody"]["content"])
     assert batch["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/BatchResponse")
+    for route in (operation, batch):
+        assert "X-Model-Version" in route["responses"]["200"]["headers"]
     assert spec["paths"]["/v1/models/{name}"]["get"]["responses"]["200"]["content"]["application/json"]
     assert client.get("/docs").status_code == 200

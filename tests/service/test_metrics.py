@@ -17,7 +17,7 @@ from .conftest import free_port
 EXPECTED_FAMILIES = (
     "seg_http_requests_total", "seg_http_request_duration_seconds", "seg_http_requests_in_flight",
     "seg_queue_wait_seconds", "seg_queue_depth", "seg_inference_duration_seconds", "seg_inference_batch_size",
-    "seg_stage_duration_seconds", "seg_model_info",
+    "seg_stage_duration_seconds", "seg_model_info", "seg_model_loads_total",
     "seg_predicted_area_ratio", "seg_image_confidence_ratio", "seg_low_confidence_images_total",
 )
 
@@ -53,11 +53,13 @@ def test_metrics_cover_the_request_path(scraped, cards):
     assert sample(text, "seg_stage_duration_seconds_count", stage="decode", model=default) == 4
     assert sample(text, "seg_queue_depth", model=default) == 0
     for name in cards:
-        assert sample(text, "seg_model_info", model=name, backend="onnx-cpu", precision="fp32") == 1
-    card = cards[default]  # drift signals: one sample per image, per class for the areas
-    assert sample(text, "seg_image_confidence_ratio_count", model=default) == 4
+        assert sample(text, "seg_model_info", model=name, version="1", backend="onnx-cpu", precision="fp32") == 1
+        assert sample(text, "seg_model_loads_total", model=name, result="success") == 1
+    assert sample(text, "seg_inference_duration_seconds_count", model=default, version="1") == 4
+    card = cards[default]  # drift signals: one sample per image, per class for the areas, by version
+    assert sample(text, "seg_image_confidence_ratio_count", model=default, version="1") == 4
     for class_name in card.class_names:
-        assert sample(text, "seg_predicted_area_ratio_count", model=default, **{"class": class_name}) == 4
+        assert sample(text, "seg_predicted_area_ratio_count", model=default, version="1", **{"class": class_name}) == 4
     assert sum(sample(text, "seg_predicted_area_ratio_sum", model=default, **{"class": class_name})
                for class_name in card.class_names) == pytest.approx(4)
 

@@ -234,7 +234,7 @@ def test_batch_answers_in_order_and_one_bad_image_fails_alone(client, segmentati
     assert images_after - images_before == 2
     assert batches_after - batches_before == 1, "the two images did not share a backend batch"
     answer = response.json()
-    assert (answer["model"], answer["format"]) == (card.name, "rle")
+    assert (answer["model"], answer["format"]) == (card.name, "rle") and response.headers["X-Model-Version"] == "1"
     entries = answer["results"]
     assert [(e["index"], e["filename"]) for e in entries] == [(0, first.name), (1, "notes.txt"), (2, second.name)]
     assert entries[1]["error"]["status"] == 400 and entries[1]["error"]["code"] == "invalid_image"

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from service.errors import ServiceError
-from service.registry import ModelRegistry, find_cards
+from service.registry import ModelRegistry
+from service.repository import find_cards
 from service.settings import Settings
 
 
@@ -36,15 +37,15 @@ def test_cards_are_found_by_name_and_plan_sidecars_are_not_cards(segmentation_mo
     (tmp_path / "c.json").write_text("{}")
     assert [path.name for path in find_cards(tmp_path)] == ["b.json", "c.json"]
     registry = discovered(tmp_path)
-    assert registry.entries[segmentation_model.name].status == "loading"
-    assert registry.entries["c"].status == "failed" and "c.json" in registry.entries["c"].error
+    assert registry.models[segmentation_model.name].status == "loading"
+    assert registry.models["c"].status == "failed" and "c.json" in registry.models["c"].error
 
 
 def test_two_cards_with_one_name_fail_the_second(segmentation_model, tmp_path):
     for name in ("first.json", "second.json"):
         shutil.copy2(segmentation_model.path, tmp_path / name)
     registry = discovered(tmp_path)
-    failed = [entry for entry in registry.entries.values() if entry.status == "failed"]
+    failed = [model for model in registry.models.values() if model.status == "failed"]
     assert len(failed) == 1 and "used by another card" in failed[0].error
 
 
@@ -63,7 +64,7 @@ def test_default_model_must_have_a_card(segmentation_model, tmp_path):
 
 def test_card_json_is_kept_verbatim_for_the_api(segmentation_model, tmp_path):
     shutil.copy2(segmentation_model.path, tmp_path / segmentation_model.path.name)
-    card = discovered(tmp_path).entries[segmentation_model.name].card
+    card = discovered(tmp_path).models[segmentation_model.name].card
     assert card.to_json() == json.loads(segmentation_model.path.read_text())
 
 
@@ -87,6 +88,7 @@ def test_a_backend_that_fails_its_warm_up_is_closed(segmentation_model, tmp_path
     shutil.copy2(segmentation_model.path, tmp_path / segmentation_model.path.name)
     registry = discovered(tmp_path)
     asyncio.run(registry.load_all())
-    entry = registry.entries[segmentation_model.name]
-    assert entry.status == "failed" and "execute_async_v3 failed" in entry.error
-    assert backend.closed and entry.backend is None
+    model = registry.models[segmentation_model.name]
+    assert model.status == "failed" and "execute_async_v3 failed" in model.error
+    (entry,) = model.attempts.values()
+    assert backend.closed and entry.backend is None and not model.serving

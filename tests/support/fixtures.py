@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from service.registry import find_cards
-from tests.support.service import ServiceProcess, models_for_tests
+from service.repository import find_cards
+from tests.support.service import ServiceProcess, models_for_tests, tiny_models
 from training.datasets import data_root
 from training.model_card import ModelCard, load_card
 
 __all__ = ["camvid_image", "cards", "dataset_root", "kvasir_images", "models_dir", "segmentation_model", "service",
-           "service_factory"]
+           "service_factory", "tiny_cards"]
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +30,13 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cards(models_dir) -> dict[str, ModelCard]:
     return {card.name: card for card in map(load_card, find_cards(models_dir))}
+
+
+@pytest.fixture(scope="session")
+def tiny_cards(tmp_path_factory) -> dict[str, ModelCard]:
+    """The 128x128 test models (tests/support/service.py), whatever `models_dir` serves."""
+    engines = tiny_models(tmp_path_factory.getbasetemp())
+    return {card.name: card for card in map(load_card, find_cards(engines))}
 
 
 @pytest.fixture(scope="session")

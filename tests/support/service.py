@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -23,8 +24,8 @@ import httpx
 import numpy as np
 
 from benchmarks.processes import free_port, launch
-from service.registry import find_cards
-from training.model_card import ModelCard, load_card
+from service.repository import find_cards
+from training.model_card import ModelCard, load_card, sha256_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CAMVID_CLASSES = [
@@ -72,16 +73,41 @@ def export_tiny_models(directory: Path) -> Path:
 
 
 def models_for_tests(session_tmp: Path) -> Path:
-    """The models the tests serve; tiny ones are exported once per session into `session_tmp`/tiny-models."""
-    shipped = shipped_models()
-    if shipped is not None:
-        return shipped
+    """The models the tests serve: the shipped ones if there are, else `tiny_models()`."""
+    return shipped_models() or tiny_models(session_tmp)
+
+
+def tiny_models(session_tmp: Path) -> Path:
+    """TINY_MODELS, exported once per session into `session_tmp`/tiny-models, or the export in
+    `$SERVICE_TEST_TINY_MODELS` (a directory an earlier `export_tiny_models` wrote: saves a minute a session).
+    For tests that load, reload and swap models many times, where 512x512 models would take minutes."""
+    reused = os.environ.get("SERVICE_TEST_TINY_MODELS")
+    if reused:
+        return Path(reused) / "engines"
     directory = session_tmp / "tiny-models"
     engines = directory / "engines"
     if not engines.is_dir():
         directory.mkdir(parents=True, exist_ok=True)
         export_tiny_models(directory)
     return engines
+
+
+def add_version(repo: Path, card: ModelCard, version: int | None, edit=None, onnx: bytes | None = None) -> Path:
+    """Copy `card` and its ONNX file into the model repository `repo` as `version` (flat when None), optionally
+    changed: `edit` the card's JSON, or write `onnx` bytes instead of the file (the card's sha256 follows)."""
+    directory = repo if version is None else repo / card.name / str(version)
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_path = directory / card.onnx_path.name
+    if onnx is None:
+        shutil.copy2(card.onnx_path, onnx_path)
+    else:
+        onnx_path.write_bytes(onnx)
+    data = json.loads(card.path.read_text())
+    data["files"]["onnx_sha256"] = sha256_file(onnx_path)
+    if edit is not None:
+        edit(data)
+    (directory / card.path.name).write_text(json.dumps(data))
+    return directory
 
 
 @dataclass
