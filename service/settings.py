@@ -8,9 +8,9 @@ environment, so `--workers N` processes (which re-read the environment) see the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SEG_"
@@ -53,17 +53,42 @@ class LimitSettings(BaseModel):
     )
 
 
+CrfPreset = Literal["seed", "fast"]
+CRF_PRESETS: dict[str, dict[str, float]] = {  # measured by `python -m benchmarks.crf_quality` (docs/benchmarks.md)
+    # The seed's parameters, at the model's full resolution: ~10x the cost of one inference.
+    "seed": {"scale": 1.0, "iterations": 5, "gaussian_sxy": 3.0, "gaussian_compat": 3.0,
+             "bilateral_sxy": 3.0, "bilateral_srgb": 3.0, "bilateral_compat": 10.0},
+    # Half resolution, a wide appearance kernel (ARCHITECTURE.md's 50/5/4) and 3 iterations: below one
+    # inference's cost; chosen on 40 training images per model among 15 candidates (docs/benchmarks.md).
+    "fast": {"scale": 0.5, "iterations": 3, "gaussian_sxy": 3.0, "gaussian_compat": 3.0,
+             "bilateral_sxy": 50.0, "bilateral_srgb": 5.0, "bilateral_compat": 4.0},
+}
+
+
 class CrfSettings(BaseModel):
-    """Dense-CRF refinement (Krähenbühl & Koltun 2011); defaults from the seed: bilateral weight 10, 3/3."""
+    """Dense-CRF refinement (Krähenbühl & Koltun 2011): a named preset, any parameter overridable.
+
+    Spatial stds are in model-input pixels whatever `scale` the CRF runs at."""
 
     workers: int = Field(1, ge=1, description="CRF worker processes (pydensecrf holds the GIL).")
     max_pending: int = Field(16, ge=1, description="Refinements waiting for a worker before 503.")
-    iterations: int = Field(5, ge=1, le=50, description="Mean-field iterations.")
-    gaussian_sxy: float = Field(3.0, gt=0, description="Smoothness kernel: spatial std in pixels.")
-    gaussian_compat: float = Field(3.0, ge=0, description="Smoothness kernel weight.")
-    bilateral_sxy: float = Field(3.0, gt=0, description="Appearance kernel: spatial std in pixels.")
-    bilateral_srgb: float = Field(3.0, gt=0, description="Appearance kernel: colour std.")
-    bilateral_compat: float = Field(10.0, ge=0, description="Appearance kernel weight.")
+    preset: CrfPreset = Field("fast", description="Parameter set the fields below start from (docs/benchmarks.md).")
+    scale: float = Field(gt=0, le=1, description="Resolution the CRF runs at, as a fraction of the model input's.")
+    iterations: int = Field(ge=1, le=50, description="Mean-field iterations.")
+    gaussian_sxy: float = Field(gt=0, description="Smoothness kernel: spatial std in pixels.")
+    gaussian_compat: float = Field(ge=0, description="Smoothness kernel weight.")
+    bilateral_sxy: float = Field(gt=0, description="Appearance kernel: spatial std in pixels.")
+    bilateral_srgb: float = Field(gt=0, description="Appearance kernel: colour std.")
+    bilateral_compat: float = Field(ge=0, description="Appearance kernel weight.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _start_from_the_preset(cls, data: Any) -> Any:
+        """Fields not given take the preset's value (an unknown preset is left for the field check)."""
+        if not isinstance(data, dict):
+            return data
+        preset = CRF_PRESETS.get(data.get("preset", cls.model_fields["preset"].default), {})
+        return {**preset, **{key: value for key, value in data.items() if value is not None}}
 
 
 class AuthSettings(BaseModel):
