@@ -1,5 +1,5 @@
 """python -m benchmarks [--quick]: the service vs a raw ONNX Runtime loop vs a naive server, batching on vs off,
-RLE/PNG/CRF costs; prints the ratios and writes docs/benchmarks.md with plots."""
+RLE/PNG/CRF costs, CRF accuracy per preset, INT8 vs FP32; prints the ratios and writes docs/benchmarks.md with plots."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from benchmarks import codecs, procfs
+from benchmarks import codecs, crf_quality, int8, procfs
 from benchmarks.load import LoadResult, run_load
 from benchmarks.machine import competing_processes, describe
 from benchmarks.processes import PROJECT_ROOT, start
 from benchmarks.raw import run_raw, session_for
 from benchmarks.report import Results, summary_text, write_markdown
 from service.registry import find_cards
+from service.settings import CRF_PRESETS, CrfSettings
 from training.datasets import data_root
 from training.letterbox import letterbox
 from training.model_card import ModelCard, load_card
@@ -39,11 +40,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=16, help="Kvasir-SEG validation images to cycle through.")
     parser.add_argument("--rounds", type=int, default=3,
                         help="Alternations of the raw loop and the service at each concurrency.")
+    parser.add_argument("--quality-images", type=int,
+                        help="Validation images per model for the CRF and INT8 accuracy tables (default: all).")
+    parser.add_argument("--int8-clients", type=int, nargs="+", default=[1, 8], help="Concurrency levels, INT8 vs FP32.")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md",
                         help="Report path; plots go to the folder of the same name.")
     args = parser.parse_args(argv)
     if args.quick:
-        args.clients, args.requests, args.images, args.rounds = [1, 8], 8, 4, 1
+        args.clients, args.requests, args.images, args.rounds, args.quality_images = [1, 8], 8, 4, 1, 4
     return args
 
 
@@ -151,6 +155,14 @@ def main(argv: list[str] | None = None) -> None:
     palette = [(37 * i % 256, 91 * i % 256, 151 * i % 256) for i in range(256)]
     results.png = codecs.png_costs(maps, palette, repeat)
     results.crf = codecs.crf_vs_inference(session, card, np.asarray(Image.open(paths[0]).convert("RGB")), repeat)
+    cards = [load_card(path) for path in find_cards(args.models)]
+    variants = {preset: CrfSettings(preset=preset) for preset in CRF_PRESETS}
+    results.crf_quality = crf_quality.markdown(
+        [score for each in cards for score in crf_quality.measure(each, variants, "val", args.quality_images)],
+        variants)
+    results.split_notes = crf_quality.split_notes(cards, "val")
+    results.int8 = int8.markdown([int8.compare(each, args.int8_clients, args.requests, args.rounds, args.images,
+                                               args.quality_images) for each in int8.int8_cards(args.models)])
 
     if flips := card.architecture.test_time_flips:
         results.notes.append(f"The graph of `{card.name}` averages over flipped views (test-time flips: "

@@ -94,6 +94,23 @@ def measure(card: ModelCard, variants: dict[str, CrfSettings], split: str, limit
     return scores
 
 
+def shared_sequences(card: ModelCard, split: str) -> list[str]:
+    """Recording sequences (the file-name part before the first `_`, as in CamVid's `0016E5_07959`) that `split`
+    shares with the training split: frames of one video on both sides, so its scores are not held-out ones."""
+    def sequences(name: str) -> set[str]:
+        dataset = get_dataset(card.training.dataset, root=card.training.data_root, split=name)
+        return {sample.image_path.stem.split("_")[0] for sample in dataset.samples if "_" in sample.image_path.stem}
+
+    return sorted(sequences(split) & sequences(card.training.split))
+
+
+def split_notes(cards: list[ModelCard], split: str) -> list[str]:
+    """One sentence per model whose `split` is not disjoint from its training split."""
+    return [f"{card.name}: its {split} split shares recording sequence(s) {', '.join(shared)} with "
+            f"{card.training.split}, so its {split} scores are not held-out ones."
+            for card in cards if (shared := shared_sequences(card, split))]
+
+
 def describe_variant(name: str, params: CrfSettings | None) -> str:
     if params is None:
         return name
@@ -140,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     variants = {name: CrfSettings(preset=name) for name in args.preset} | dict(args.candidates)
     scores = [score for card in cards for score in measure(card, variants, args.split, args.limit)]
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    lines = markdown(scores, variants) + ["", f"Load average at the end (1/5/15 min): {load}."]
+    lines = markdown(scores, variants) + ["", *split_notes(cards, args.split),
+                                          f"Load average at the end (1/5/15 min): {load}."]
     print("\n".join(lines))
     if args.output:
         args.output.write_text("\n".join(lines) + "\n")

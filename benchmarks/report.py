@@ -28,6 +28,9 @@ class Results:
     png: list = field(default_factory=list)
     crf: list[Timing] = field(default_factory=list)
     round_ratios: dict[int, list[float]] = field(default_factory=dict)  # clients -> service / raw, per round
+    crf_quality: list[str] = field(default_factory=list)  # benchmarks.crf_quality's table
+    int8: list[str] = field(default_factory=list)  # benchmarks.int8's tables
+    split_notes: list[str] = field(default_factory=list)  # val splits that are not disjoint from train
     notes: list[str] = field(default_factory=list)
 
     def ratio(self, system: str, baseline: str, clients: int) -> float | None:
@@ -240,4 +243,21 @@ def write_markdown(results: Results, path: Path) -> None:
           f"{timing.seconds / results.crf[1].seconds:.2f}x |" for timing in results.crf],
         "",
     ]
+    if results.crf_quality:
+        out += [
+            "### Dense CRF: accuracy and cost per preset, every bundled model",
+            "",
+            "`python -m benchmarks.crf_quality`: each validation image the service's way (letterbox, ONNX model, CRF "
+            "on the image's part of the input, labels back to the original resolution by nearest neighbour), scored "
+            "against the original-resolution masks; CRF and inference timed on each image in turn (medians).",
+            "",
+            *results.crf_quality,
+            "",
+        ]
+    if results.int8:
+        out += ["## INT8 vs FP32", "", "`python -m benchmarks.int8`: every bundled model's `<name>.int8.onnx` "
+                "(`python -m training.quantize`, docs/MODEL_CARD.md) against its FP32 file in the same run; "
+                "accuracy on the val split at the original resolution (`training.evaluate`).", "", *results.int8, ""]
+    if results.split_notes:
+        out += ["Splits: " + " ".join(results.split_notes), ""]
     path.write_text("\n".join(out))

@@ -7,11 +7,14 @@ environment, so `--workers N` processes (which re-read the environment) see the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training.model_card import Precision
 
 ENV_PREFIX = "SEG_"
 BackendChoice = Literal["auto", "tensorrt", "onnx-cuda", "onnx-cpu"]
@@ -115,6 +118,13 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Server processes; metrics aggregate across them.")
     models: Path = Field(Path("engines"), description="Directory of model cards (<name>.json) and their ONNX files.")
     backend: BackendChoice = Field("auto", description="auto prefers TensorRT, then ONNX CUDA, then ONNX CPU.")
+    precision: Precision = Field(
+        "fp32", description="ONNX weights every model loads: int8 = the card's INT8 variant (files.onnx_int8), "
+        "served by the ONNX Runtime backends only; see docs/MODEL_CARD.md."
+    )
+    model_precision: dict[str, Precision] = Field(
+        {}, description="Per model, over --precision: '{\"polyp\": \"int8\"}' (SEG_MODEL_PRECISION as JSON)."
+    )
     default_model: str | None = Field(None, description="Model for requests without ?model= (default: first by name).")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     drain_grace_s: float = Field(
@@ -128,11 +138,17 @@ class Settings(BaseSettings):
     crf: CrfSettings = CrfSettings()
     auth: AuthSettings = AuthSettings()
 
+    def precision_for(self, model: str) -> Precision:
+        """The weights `model` loads: its own entry in model_precision, else --precision."""
+        return self.model_precision.get(model, self.precision)
+
     def to_env(self) -> dict[str, str]:
         """The settings as `SEG_*` variables, so worker processes rebuild exactly this object."""
         env: dict[str, str] = {}
         for key, value in self.model_dump(mode="json").items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and not isinstance(getattr(self, key), BaseModel):
+                env[f"{ENV_PREFIX}{key}".upper()] = json.dumps(value)  # a mapping (model names keep their case)
+            elif isinstance(value, dict):
                 for sub_key, sub_value in value.items():
                     if sub_value is not None:
                         env[f"{ENV_PREFIX}{key}__{sub_key}".upper()] = str(sub_value)
