@@ -25,6 +25,10 @@ class OnnxSettings(BaseModel):
 
     intra_op_threads: int = Field(0, ge=0, description="Threads inside one operator; 0 = one per core.")
     inter_op_threads: int = Field(1, ge=0, description="Threads across operators (sequential graph: 1).")
+    spinning: bool = Field(
+        False, description="Intra-op threads spin-wait for work instead of sleeping. Off: the cores are left to "
+        "decoding, encoding and other processes; measured faster on shared CPUs (docs/ARCHITECTURE.md)."
+    )
     cpu_mem_arena: bool = Field(True, description="Pool CPU tensors in ORT's arena (faster; see arena_shrinkage).")
     arena_shrinkage: bool = Field(
         False,

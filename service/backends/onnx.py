@@ -20,6 +20,19 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
+def session_options_for(options: OnnxSettings) -> ort.SessionOptions:
+    """The session options the settings ask for (the benchmarks' raw loop builds its session with these too)."""
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = options.intra_op_threads
+    session_options.inter_op_num_threads = options.inter_op_threads
+    session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+    session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session_options.enable_cpu_mem_arena = options.cpu_mem_arena
+    session_options.log_severity_level = 3
+    return session_options
+
+
 class OnnxBackend(Backend):
     """One ONNX Runtime session for one model card, on its FP32 file or its INT8 variant."""
 
@@ -34,13 +47,7 @@ class OnnxBackend(Backend):
         self._probabilities_name = card.outputs.probabilities.name
         self._input_shape = (card.input.height, card.input.width, card.input.channels)
 
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = options.intra_op_threads
-        session_options.inter_op_num_threads = options.inter_op_threads
-        session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.enable_cpu_mem_arena = options.cpu_mem_arena
-        session_options.log_severity_level = 3
+        session_options = session_options_for(options)
         providers: list = [CPU_PROVIDER]
         if use_cuda:
             cuda_options = {
