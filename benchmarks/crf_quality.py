@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.processes import PROJECT_ROOT
+from benchmarks.cli import parser_for
 from benchmarks.raw import session_for
 from service.crf import refine
 from service.imaging import crop_to_image, restore_labels
@@ -136,9 +136,7 @@ def markdown(scores: list[Score], variants: dict[str, CrfSettings]) -> list[str]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.crf_quality", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, default=PROJECT_ROOT / "engines", help="Directory of model cards.")
+    parser = parser_for("python -m benchmarks.crf_quality", __doc__)
     parser.add_argument("--model", action="append", help="Model to measure (repeatable; default: every card).")
     parser.add_argument("--split", default="val")
     parser.add_argument("--limit", type=int, help="Only the first N images of the split.")

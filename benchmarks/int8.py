@@ -13,12 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from benchmarks.cli import parser_for
 from benchmarks.crf_quality import split_notes
 from benchmarks.load import LoadResult
 from benchmarks.machine import int8_instructions
-from benchmarks.processes import PROJECT_ROOT
 from benchmarks.raw import run_raw, session_for
 from service.registry import find_cards
 from training.datasets import get_dataset
@@ -88,9 +86,7 @@ def markdown(comparisons: list[Comparison]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.int8", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, default=PROJECT_ROOT / "engines", help="Directory of model cards.")
+    parser = parser_for("python -m benchmarks.int8", __doc__)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--requests", type=int, default=32, help="Measured runs per round (at least 3 per client).")
     parser.add_argument("--rounds", type=int, default=3, help="Alternations of FP32 and INT8 at each concurrency.")
