@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     paths, content_type = validation_images(card, args.images)
     bodies = [path.read_bytes() for path in paths]
     canvases = [letterbox(np.asarray(Image.open(path).convert("RGB")), card.input_size)[0] for path in paths]
-    command = "python -m benchmarks" + (" --quick" if args.quick else "")
+    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     results = Results(card.name, card.input_size, len(paths), describe(), command, args.rounds)
     started = time.monotonic()
     print(f"benchmarking {card.name} ({card.input.width}x{card.input.height}) on {results.machine['CPU']}", flush=True)
