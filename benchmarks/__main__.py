@@ -1,10 +1,11 @@
 """python -m benchmarks [--quick]: the service vs a raw ONNX Runtime loop vs a naive server, batching on vs off,
-RLE/PNG/CRF costs; prints the ratios and writes docs/benchmarks.md with plots."""
+RLE/PNG/CRF costs, CRF accuracy per preset, INT8 vs FP32; prints the ratios and writes docs/benchmarks.md with plots."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -14,14 +15,15 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from benchmarks import codecs, procfs
+from benchmarks import codecs, crf_quality, int8, procfs
 from benchmarks.load import LoadResult, run_load
 from benchmarks.machine import competing_processes, describe
 from benchmarks.processes import PROJECT_ROOT, start
 from benchmarks.raw import run_raw, session_for
-from benchmarks.report import Results, summary_text, write_markdown
+from benchmarks.report import GOAL_CLIENTS, Results, summary_text, write_markdown
 from service.repository import find_cards
-from training.datasets import data_root
+from service.settings import CRF_PRESETS, CrfSettings
+from training.datasets import data_root, get_dataset
 from training.letterbox import letterbox
 from training.model_card import ModelCard, load_card
 
@@ -39,11 +41,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=16, help="Kvasir-SEG validation images to cycle through.")
     parser.add_argument("--rounds", type=int, default=3,
                         help="Alternations of the raw loop and the service at each concurrency.")
+    parser.add_argument("--quality-images", type=int,
+                        help="Validation images per model for the CRF and INT8 accuracy tables (default: all).")
+    parser.add_argument("--int8-clients", type=int, nargs="+", default=[1, 8], help="Concurrency levels, INT8 vs FP32.")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md",
                         help="Report path; plots go to the folder of the same name.")
     args = parser.parse_args(argv)
     if args.quick:
-        args.clients, args.requests, args.images, args.rounds = [1, 8], 8, 4, 1
+        args.clients, args.requests, args.images, args.rounds, args.quality_images = [1, 8], 8, 4, 1, 4
     return args
 
 
@@ -59,10 +64,12 @@ def pick_model(models: Path, name: str | None) -> ModelCard:
     sys.exit(f"no model {name!r} in {models}; there are: {', '.join(card.name for card in cards)}")
 
 
-def kvasir_images(count: int) -> list[Path]:
-    root = data_root() / "kvasir-seg"
-    ids = (root / "splits" / "val.txt").read_text().split()[:count]
-    return [root / "images" / f"{sample_id}.jpg" for sample_id in ids]
+def validation_images(card: ModelCard, count: int) -> tuple[list[Path], str]:
+    """The first `count` images of the validation split of the card's dataset, and their media type."""
+    dataset = get_dataset(card.training.dataset, root=card.training.data_root, split="val")
+    paths = [sample.image_path for sample in dataset.samples[:count]]
+    with Image.open(paths[0]) as first:
+        return paths, Image.MIME[first.format]
 
 
 def label_maps() -> dict[str, np.ndarray]:
@@ -90,11 +97,13 @@ def requests_at(args: argparse.Namespace, clients: int) -> int:
 
 
 def run_http(results: Results, name: str, module_args: list[str], ready_path: str, bodies: list[bytes],
-             args: argparse.Namespace, log_dir: Path, env: dict[str, str] | None = None) -> None:
+             args: argparse.Namespace, log_dir: Path, env: dict[str, str] | None = None,
+             content_type: str = "image/jpeg") -> None:
     server = start(name, module_args, ready_path, log_dir, env)
     try:
         for clients in args.clients:
-            result = run_load(server.url, bodies, clients, requests_at(args, clients), results.model)
+            result = run_load(server.url, bodies, clients, requests_at(args, clients), results.model,
+                              content_type=content_type)
             results.load.setdefault(name, {})[clients] = result
             print_run(name, result)
         if procfs.available():
@@ -103,24 +112,50 @@ def run_http(results: Results, name: str, module_args: list[str], ready_path: st
         server.stop()
 
 
+def interleaved_rounds(server_url: str, card: ModelCard, session: ort.InferenceSession, canvases: list[np.ndarray],
+                       bodies: list[bytes], clients_levels: list[int], args: argparse.Namespace,
+                       content_type: str = "image/jpeg") -> dict[int, tuple[LoadResult, LoadResult, list[float]]]:
+    """Per concurrency: rounds of the raw loop then the service, so a machine that speeds up or slows down during
+    the run moves both alike; (raw, service, service / raw per round)."""
+    measured = {}
+    for clients in clients_levels:
+        raw_rounds, service_rounds = [], []
+        for _ in range(args.rounds):
+            raw_rounds.append(run_raw(session, card, canvases, clients, requests_at(args, clients)))
+            service_rounds.append(run_load(server_url, bodies, clients, requests_at(args, clients), card.name,
+                                           content_type=content_type))
+        measured[clients] = (LoadResult.combined(raw_rounds), LoadResult.combined(service_rounds),
+                             [s.throughput / r.throughput for s, r in zip(service_rounds, raw_rounds)])
+    return measured
+
+
 def run_service_against_raw(results: Results, card: ModelCard, session: ort.InferenceSession,
-                            canvases: list[np.ndarray], bodies: list[bytes], service_args: list[str],
-                            args: argparse.Namespace, log_dir: Path) -> None:
-    """The headline pair, interleaved: at each concurrency, rounds of the raw loop then the service (one warm
-    server throughout), so a machine that speeds up or slows down during the run moves both alike."""
+                            canvases: list[np.ndarray], bodies: list[bytes], content_type: str,
+                            service_args: list[str], args: argparse.Namespace, log_dir: Path) -> None:
+    """The headline pair (one warm server throughout), then the same pair for every other bundled model at up to
+    8 clients, on that model's own validation images."""
     server = start("service", service_args, "/readyz", log_dir)
     try:
-        for clients in args.clients:
-            raw_rounds, service_rounds = [], []
-            for _ in range(args.rounds):
-                raw_rounds.append(run_raw(session, card, canvases, clients, requests_at(args, clients)))
-                service_rounds.append(run_load(server.url, bodies, clients, requests_at(args, clients), card.name))
-            results.round_ratios[clients] = [s.throughput / r.throughput for s, r in zip(service_rounds, raw_rounds)]
-            for name, rounds in (("raw", raw_rounds), ("service", service_rounds)):
-                results.load.setdefault(name, {})[clients] = LoadResult.combined(rounds)
-                print_run(name, results.load[name][clients])
+        for clients, (raw, service, ratios) in interleaved_rounds(server.url, card, session, canvases, bodies,
+                                                                  args.clients, args, content_type).items():
+            results.round_ratios[clients] = ratios
+            for name, result in (("raw", raw), ("service", service)):
+                results.load.setdefault(name, {})[clients] = result
+                print_run(name, result)
         if procfs.available():
             results.resident_mib["service"] = procfs.resident_bytes(server.process.pid) / 2**20
+        for other in (load_card(path) for path in find_cards(args.models)):
+            if other.name == card.name:
+                continue
+            paths, content_type = validation_images(other, args.images)
+            other_canvases = [letterbox(np.asarray(Image.open(path).convert("RGB")), other.input_size)[0]
+                              for path in paths]
+            results.other_models[other.name] = interleaved_rounds(
+                server.url, other, session_for(other), other_canvases, [path.read_bytes() for path in paths],
+                [clients for clients in args.clients if clients <= GOAL_CLIENTS], args, content_type)
+            for clients, (raw, service, _) in results.other_models[other.name].items():
+                print_run(f"{other.name} raw", raw)
+                print_run(f"{other.name} service", service)
     finally:
         server.stop()
 
@@ -128,10 +163,10 @@ def run_service_against_raw(results: Results, card: ModelCard, session: ort.Infe
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     card = pick_model(args.models, args.model)
-    paths = kvasir_images(args.images)
+    paths, content_type = validation_images(card, args.images)
     bodies = [path.read_bytes() for path in paths]
     canvases = [letterbox(np.asarray(Image.open(path).convert("RGB")), card.input_size)[0] for path in paths]
-    command = "python -m benchmarks" + (" --quick" if args.quick else "")
+    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     results = Results(card.name, card.input_size, len(paths), describe(), command, args.rounds)
     started = time.monotonic()
     print(f"benchmarking {card.name} ({card.input.width}x{card.input.height}) on {results.machine['CPU']}", flush=True)
@@ -139,11 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     session = session_for(card)
     with tempfile.TemporaryDirectory(prefix="bench-") as log_dir:
         service_args = ["service", "--models", str(args.models), "--backend", "onnx-cpu", "--log-level", "warning"]
-        run_service_against_raw(results, card, session, canvases, bodies, service_args, args, Path(log_dir))
-        run_http(results, "service-batched", service_args, "/readyz", bodies, args, Path(log_dir), BATCHING_ON)
-        run_http(results, "service-shrink", service_args, "/readyz", bodies, args, Path(log_dir), ARENA_SHRINKAGE)
+        log = Path(log_dir)
+        run_service_against_raw(results, card, session, canvases, bodies, content_type, service_args, args, log)
+        run_http(results, "service-batched", service_args, "/readyz", bodies, args, log, BATCHING_ON, content_type)
+        run_http(results, "service-shrink", service_args, "/readyz", bodies, args, log, ARENA_SHRINKAGE, content_type)
         run_http(results, "naive", ["benchmarks.naive_server", "--card", str(card.path)], "/ready", bodies, args,
-                 Path(log_dir))
+                 log, content_type=content_type)
 
     repeat = 3 if args.quick else 7
     maps = label_maps()
@@ -151,6 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     palette = [(37 * i % 256, 91 * i % 256, 151 * i % 256) for i in range(256)]
     results.png = codecs.png_costs(maps, palette, repeat)
     results.crf = codecs.crf_vs_inference(session, card, np.asarray(Image.open(paths[0]).convert("RGB")), repeat)
+    cards = [load_card(path) for path in find_cards(args.models)]
+    variants = {preset: CrfSettings(preset=preset) for preset in CRF_PRESETS}
+    results.crf_quality = crf_quality.markdown(
+        [score for each in cards for score in crf_quality.measure(each, variants, "val", args.quality_images)],
+        variants)
+    results.split_notes = crf_quality.split_notes(cards, "val")
+    results.int8 = int8.markdown([int8.compare(each, args.int8_clients, args.requests, args.rounds, args.images,
+                                               args.quality_images) for each in int8.int8_cards(args.models)])
 
     if flips := card.architecture.test_time_flips:
         results.notes.append(f"The graph of `{card.name}` averages over flipped views (test-time flips: "

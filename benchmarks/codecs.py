@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.crf import refine
 from service.encoding import PNG_COMPRESS_LEVEL, encode_png, encode_rle
-from service.settings import CrfSettings
+from service.settings import CRF_PRESETS, CrfSettings
 from training.letterbox import letterbox
 from training.model_card import ModelCard
 
@@ -81,18 +81,23 @@ def png_costs(label_maps: dict[str, np.ndarray], palette, repeat: int) -> list[t
 
 
 def crf_vs_inference(session, card: ModelCard, image: np.ndarray, repeat: int) -> list[Timing]:
-    """At the model's input size: inference fetching labels only, fetching probabilities too, and the CRF
-    (service defaults) on those probabilities."""
+    """At the model's input size: inference fetching labels only, fetching probabilities too, and the CRF with
+    each preset on those probabilities (the default first)."""
     canvas, _ = letterbox(image, card.input_size)
     feed = {card.input.name: canvas[None]}
     labels_only = [card.outputs.labels.name]
     both = [card.outputs.labels.name, card.outputs.probabilities.name]
     probabilities = session.run(both, feed)[1][0]
-    params = CrfSettings()
     size = f"{card.input.width}x{card.input.height}"
+    default = CrfSettings().preset
+    crf = []
+    for preset in sorted(CRF_PRESETS, key=lambda name: name != default):
+        params = CrfSettings(preset=preset)
+        crf.append(Timing(f"dense CRF, preset {preset}{' (default)' if preset == default else ''}: scale "
+                          f"{params.scale:g}, {params.iterations} iterations",
+                          best_time(lambda params=params: refine(canvas, probabilities, params), repeat), size))
     return [
         Timing("inference (labels)", best_time(lambda: session.run(labels_only, feed), repeat), size),
         Timing("inference (labels + probabilities)", best_time(lambda: session.run(both, feed), repeat), size),
-        Timing(f"dense CRF ({params.iterations} iterations)", best_time(lambda: refine(canvas, probabilities, params),
-                                                                       repeat), size),
+        *crf,
     ]

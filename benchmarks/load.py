@@ -43,13 +43,14 @@ class LoadResult:
                    tuple(latency for r in rounds for latency in r.latencies_s), dict(statuses))
 
 
-async def _run(url: str, bodies: list[bytes], clients: int, requests: int, warm_up: int, model: str) -> LoadResult:
+async def _run(url: str, bodies: list[bytes], clients: int, requests: int, warm_up: int, model: str,
+               content_type: str) -> LoadResult:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
         async def send(index: int) -> tuple[int, float]:
             started = time.perf_counter()
             response = await client.post("/segment", params={"model": model}, content=bodies[index % len(bodies)],
-                                         headers={"Content-Type": "image/jpeg"})
+                                         headers={"Content-Type": content_type})
             return response.status_code, time.perf_counter() - started
 
         async def warm(worker: int) -> None:
@@ -72,6 +73,7 @@ async def _run(url: str, bodies: list[bytes], clients: int, requests: int, warm_
     return LoadResult(clients, requests, seconds, latencies, dict(statuses))
 
 
-def run_load(url: str, bodies: list[bytes], clients: int, requests: int, model: str, warm_up: int = 1) -> LoadResult:
+def run_load(url: str, bodies: list[bytes], clients: int, requests: int, model: str, warm_up: int = 1,
+             content_type: str = "image/jpeg") -> LoadResult:
     """POST /segment?model=... with `requests` bodies (cycled) from `clients` closed-loop clients."""
-    return asyncio.run(_run(url, bodies, clients, requests, warm_up, model))
+    return asyncio.run(_run(url, bodies, clients, requests, warm_up, model, content_type))

@@ -26,6 +26,17 @@ def _memory_gib() -> float | None:
     return None
 
 
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 dot-product instructions ONNX Runtime's INT8 kernels use
+
+
+def int8_instructions() -> list[str]:
+    """Which of INT8_FLAGS this CPU reports (empty: INT8 GEMMs fall back to slower AVX2/AVX-512 paths)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("flags")), []) if cpuinfo.is_file() else []
+    return [flag for flag in INT8_FLAGS if flag in flags]
+
+
 def competing_processes(pattern: str = r"training\.train|benchmarks\.training_speed|-m pytest") -> list[str]:
     """Command lines of other processes matching `pattern` (training jobs or test runs sharing the cores)."""
     try:
@@ -50,6 +61,7 @@ def describe() -> dict[str, str]:
         "Python": platform.python_version(),
         "ONNX Runtime": f"{onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())})",
         "NumPy": numpy.__version__,
+        "INT8 dot-product instructions": ", ".join(int8_instructions()) or "none (no VNNI/AMX)",
         "Load average at start (1/5/15 min)": load,
         "Competing jobs at start": f"{len(others)} training or test process(es) running" if others else "none found",
     }

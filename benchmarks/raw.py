@@ -10,18 +10,15 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.load import LoadResult
-from training.model_card import ModelCard
+from service.backends.onnx import session_options_for
+from service.settings import OnnxSettings
+from training.model_card import ModelCard, Precision
 
 
-def session_for(card: ModelCard) -> ort.InferenceSession:
-    """The same options the service's ONNX CPU backend uses by default."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 0
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(card.onnx_path), options, providers=["CPUExecutionProvider"])
+def session_for(card: ModelCard, precision: Precision = "fp32") -> ort.InferenceSession:
+    """The card's ONNX file of `precision`, with the session options the service's ONNX CPU backend uses by default."""
+    return ort.InferenceSession(str(card.onnx_file(precision)), session_options_for(OnnxSettings()),
+                                providers=["CPUExecutionProvider"])
 
 
 def run_raw(session: ort.InferenceSession, card: ModelCard, canvases: list[np.ndarray], clients: int,

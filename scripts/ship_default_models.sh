@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Evaluate the trained default runs on their val split and export them into engines/
-# (ONNX + model card; SavedModel and TFLite under saved_model/<run>/). Each argument is a model
-# name, or name=run when the shipped model comes from a run of another name (a fine-tuning run),
-# optionally with @scale for the graph's inference scale (export_model.py --inference-scale) and
-# +flip[,flip] for the flips it averages over (export_model.py --test-time-flips):
+# Evaluate the trained default runs on their val split and export them into engines/ (ONNX,
+# its INT8 variant <name>.int8.onnx and the model card; SavedModel and TFLite under
+# saved_model/<run>/). Each argument is a model name, or name=run when the shipped model comes
+# from a run of another name (a fine-tuning run), optionally with @scale for the graph's
+# inference scale (export_model.py --inference-scale) and +flip[,flip] for the flips it averages
+# over (export_model.py --test-time-flips):
 #   scripts/ship_default_models.sh [polyp[=run][@scale][+flips]] [camvid[=run][@scale][+flips]]
 #   e.g. polyp=polyp-512-strong2+horizontal      (default: the shipped runs)
 set -euo pipefail
@@ -21,6 +22,6 @@ for spec in "${@:-polyp=polyp-512-strong2+horizontal camvid=camvid-512}"; do
     if (( ${#flips[@]} )); then graph+=(--test-time-flips "${flips[@]}"); fi
     "$python" -m training.evaluate --checkpoint_path "checkpoints/$run" --split val --no-progress "${graph[@]}"
     "$python" training/export_model.py --checkpoint_path "checkpoints/$run" --output_dir "saved_model/$run" \
-      --onnx --tflite --name "$name" --engines-dir engines "${graph[@]}"
+      --onnx --int8 --tflite --name "$name" --engines-dir engines "${graph[@]}"
   done
 done

@@ -189,7 +189,8 @@ class Batcher:
 
     async def _infer(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
-        images = np.stack([pending.image for pending in batch])
+        # A batch of one (the CPU default) is a view of its image: no copy on the request path.
+        images = batch[0].image[None] if len(batch) == 1 else np.stack([pending.image for pending in batch])
         want_probabilities = any(pending.want_probabilities for pending in batch)
         loop = asyncio.get_running_loop()
         try:

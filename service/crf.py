@@ -1,9 +1,9 @@
 """Dense-CRF refinement of the model's probabilities (Krähenbühl & Koltun, NIPS 2011).
 
-Runs at the model's resolution on the letterboxed image's content (the padding is cropped off),
-so its cost does not grow with the caller's image; the refined marginals then take the place of
-the model's probabilities (their argmax is the refined label map), so CRF combines with every
-output format. pydensecrf holds the GIL for the whole inference (measured: a
+Runs on the letterboxed image's content (the padding is cropped off) at a fraction of the model's
+resolution (`--crf.scale`), so its cost does not grow with the caller's image; the refined marginals
+then take the place of the model's probabilities (their argmax is the refined label map), so CRF
+combines with every output format. pydensecrf holds the GIL for the whole inference (measured: a
 thread ticking every millisecond got 6 ticks during a 0.4 s CRF), so it runs in worker processes,
 started from a fork server that has already imported numpy and pydensecrf.
 """
@@ -15,34 +15,48 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from PIL import Image
 
 from service.errors import ServiceError
 from service.settings import CrfSettings
+from training.letterbox import resize_channels
 
 _MIN_PROBABILITY = 1e-8
 
 
 def refine(image: np.ndarray, probabilities: np.ndarray, params: CrfSettings) -> np.ndarray:
     """Refined marginals float32 [H, W, C] (summing to 1 per pixel) from RGB uint8 [H, W, 3] and softmax
-    float32 [H, W, C]."""
+    float32 [H, W, C].
+
+    At `params.scale` < 1 the CRF runs on the image and probabilities shrunk by that factor and its
+    marginals are enlarged back bilinearly: the lattice's cost falls with the pixel count while
+    boundaries stay smooth at full resolution.
+    """
     import pydensecrf.densecrf as dcrf  # imported in the worker processes only
 
     height, width, classes = probabilities.shape
     if image.shape != (height, width, 3):
         raise ValueError(f"image {image.shape} does not match probabilities {probabilities.shape}")
+    small = (max(1, round(height * params.scale)), max(1, round(width * params.scale)))
+    if small != (height, width):
+        image = np.asarray(Image.fromarray(image).resize(small[::-1], Image.Resampling.BILINEAR))
+        probabilities = resize_channels(probabilities, small)
     unary = -np.log(np.clip(probabilities, _MIN_PROBABILITY, 1.0))
-    crf = dcrf.DenseCRF2D(width, height, classes)
+    crf = dcrf.DenseCRF2D(small[1], small[0], classes)
     # pydensecrf keeps pointers into these arrays: they must be writable, C-contiguous and ours.
     crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(-1, classes).T, dtype=np.float32).copy())
-    crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
+    crf.addPairwiseGaussian(sxy=params.gaussian_sxy * params.scale, compat=params.gaussian_compat)
     crf.addPairwiseBilateral(
-        sxy=params.bilateral_sxy,
+        sxy=params.bilateral_sxy * params.scale,
         srgb=params.bilateral_srgb,
         rgbim=np.ascontiguousarray(image, dtype=np.uint8).copy(),
         compat=params.bilateral_compat,
     )
-    marginals = np.asarray(crf.inference(params.iterations), dtype=np.float32)
-    return np.ascontiguousarray(marginals.reshape(classes, height, width).transpose(1, 2, 0))
+    marginals = np.asarray(crf.inference(params.iterations), dtype=np.float32).reshape(classes, *small)
+    marginals = np.ascontiguousarray(np.moveaxis(marginals, 0, -1))
+    if small != (height, width):
+        return resize_channels(marginals, (height, width))
+    return marginals
 
 
 class CrfPool:
@@ -51,7 +65,7 @@ class CrfPool:
     def __init__(self, params: CrfSettings):
         self.params = params
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["numpy", "pydensecrf.densecrf", "service.crf"])
+        context.set_forkserver_preload(["numpy", "PIL.Image", "pydensecrf.densecrf", "service.crf"])
         self._executor = ProcessPoolExecutor(max_workers=params.workers, mp_context=context)
         self._pending = 0
 

@@ -7,11 +7,14 @@ environment, so `--workers N` processes (which re-read the environment) see the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training.model_card import Precision
 
 ENV_PREFIX = "SEG_"
 BackendChoice = Literal["auto", "tensorrt", "onnx-cuda", "onnx-cpu"]
@@ -23,6 +26,10 @@ class OnnxSettings(BaseModel):
 
     intra_op_threads: int = Field(0, ge=0, description="Threads inside one operator; 0 = one per core.")
     inter_op_threads: int = Field(1, ge=0, description="Threads across operators (sequential graph: 1).")
+    spinning: bool = Field(
+        False, description="Intra-op threads spin-wait for work instead of sleeping. Off: the cores are left to "
+        "decoding, encoding and other processes; measured faster on shared CPUs (docs/ARCHITECTURE.md)."
+    )
     cpu_mem_arena: bool = Field(True, description="Pool CPU tensors in ORT's arena (faster; see arena_shrinkage).")
     arena_shrinkage: bool = Field(
         False,
@@ -55,17 +62,42 @@ class LimitSettings(BaseModel):
     max_batch_images: int = Field(16, ge=1, description="Images in one POST /segment/batch (413 past it).")
 
 
+CrfPreset = Literal["seed", "fast"]
+CRF_PRESETS: dict[str, dict[str, float]] = {  # measured by `python -m benchmarks.crf_quality` (docs/benchmarks.md)
+    # The seed's parameters, at the model's full resolution: ~10x the cost of one inference.
+    "seed": {"scale": 1.0, "iterations": 5, "gaussian_sxy": 3.0, "gaussian_compat": 3.0,
+             "bilateral_sxy": 3.0, "bilateral_srgb": 3.0, "bilateral_compat": 10.0},
+    # Half resolution, a wide appearance kernel (ARCHITECTURE.md's 50/5/4) and 3 iterations: below one
+    # inference's cost; chosen on 40 training images per model among 15 candidates (docs/benchmarks.md).
+    "fast": {"scale": 0.5, "iterations": 3, "gaussian_sxy": 3.0, "gaussian_compat": 3.0,
+             "bilateral_sxy": 50.0, "bilateral_srgb": 5.0, "bilateral_compat": 4.0},
+}
+
+
 class CrfSettings(BaseModel):
-    """Dense-CRF refinement (Krähenbühl & Koltun 2011); defaults from the seed: bilateral weight 10, 3/3."""
+    """Dense-CRF refinement (Krähenbühl & Koltun 2011): a named preset, any parameter overridable.
+
+    Spatial stds are in model-input pixels whatever `scale` the CRF runs at."""
 
     workers: int = Field(1, ge=1, description="CRF worker processes (pydensecrf holds the GIL).")
     max_pending: int = Field(16, ge=1, description="Refinements waiting for a worker before 503.")
-    iterations: int = Field(5, ge=1, le=50, description="Mean-field iterations.")
-    gaussian_sxy: float = Field(3.0, gt=0, description="Smoothness kernel: spatial std in pixels.")
-    gaussian_compat: float = Field(3.0, ge=0, description="Smoothness kernel weight.")
-    bilateral_sxy: float = Field(3.0, gt=0, description="Appearance kernel: spatial std in pixels.")
-    bilateral_srgb: float = Field(3.0, gt=0, description="Appearance kernel: colour std.")
-    bilateral_compat: float = Field(10.0, ge=0, description="Appearance kernel weight.")
+    preset: CrfPreset = Field("fast", description="Parameter set the fields below start from (docs/benchmarks.md).")
+    scale: float = Field(gt=0, le=1, description="Resolution the CRF runs at, as a fraction of the model input's.")
+    iterations: int = Field(ge=1, le=50, description="Mean-field iterations.")
+    gaussian_sxy: float = Field(gt=0, description="Smoothness kernel: spatial std in pixels.")
+    gaussian_compat: float = Field(ge=0, description="Smoothness kernel weight.")
+    bilateral_sxy: float = Field(gt=0, description="Appearance kernel: spatial std in pixels.")
+    bilateral_srgb: float = Field(gt=0, description="Appearance kernel: colour std.")
+    bilateral_compat: float = Field(ge=0, description="Appearance kernel weight.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _start_from_the_preset(cls, data: Any) -> Any:
+        """Fields not given take the preset's value (an unknown preset is left for the field check)."""
+        if not isinstance(data, dict):
+            return data
+        preset = CRF_PRESETS.get(data.get("preset", cls.model_fields["preset"].default), {})
+        return {**preset, **{key: value for key, value in data.items() if value is not None}}
 
 
 class DriftSettings(BaseModel):
@@ -104,6 +136,13 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Server processes; metrics aggregate across them.")
     models: Path = Field(Path("engines"), description="Directory of model cards (<name>.json) and their ONNX files.")
     backend: BackendChoice = Field("auto", description="auto prefers TensorRT, then ONNX CUDA, then ONNX CPU.")
+    precision: Precision = Field(
+        "fp32", description="ONNX weights every model loads: int8 = the card's INT8 variant (files.onnx_int8), "
+        "served by the ONNX Runtime backends only; see docs/MODEL_CARD.md."
+    )
+    model_precision: dict[str, Precision] = Field(
+        {}, description="Per model, over --precision: '{\"polyp\": \"int8\"}' (SEG_MODEL_PRECISION as JSON)."
+    )
     default_model: str | None = Field(None, description="Model for requests without ?model= (default: first by name).")
     model_control: ModelControl = Field(
         "none", description="As Triton's: none = the models found at start-up; poll = follow changes in the models "
@@ -124,11 +163,17 @@ class Settings(BaseSettings):
     drift: DriftSettings = DriftSettings()
     auth: AuthSettings = AuthSettings()
 
+    def precision_for(self, model: str) -> Precision:
+        """The weights `model` loads: its own entry in model_precision, else --precision."""
+        return self.model_precision.get(model, self.precision)
+
     def to_env(self) -> dict[str, str]:
         """The settings as `SEG_*` variables, so worker processes rebuild exactly this object."""
         env: dict[str, str] = {}
         for key, value in self.model_dump(mode="json").items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and not isinstance(getattr(self, key), BaseModel):
+                env[f"{ENV_PREFIX}{key}".upper()] = json.dumps(value)  # a mapping (model names keep their case)
+            elif isinstance(value, dict):
                 for sub_key, sub_value in value.items():
                     if sub_value is not None:
                         env[f"{ENV_PREFIX}{key}__{sub_key}".upper()] = str(sub_value)

@@ -1,14 +1,15 @@
 """Export a trained run: SavedModel, optionally ONNX (+ model card) and TFLite fp32/fp16.
 
     python training/export_model.py --checkpoint_path ./checkpoints/polyp --output_dir ./saved_model \
-        --onnx --tflite --name polyp --engines-dir engines
+        --onnx --int8 --tflite --name polyp --engines-dir engines
 
 The run's weights are loaded into a model rebuilt at ``--input-size`` (or, with
 ``--inference-scale``, at that size enlarged, between two resizes inside the graph; with
 ``--test-time-flips``, averaged over flipped views) and wrapped in the uint8 inference graph.
 Every export is run on real validation images next to the Keras model and must match it
 (``training.parity``) or the export fails. With ``--onnx`` the model card is written
-next to the ONNX file; ``--engines-dir`` copies both where the service looks for models.
+next to the ONNX file; ``--int8`` adds its INT8 variant (``training.quantize``); ``--engines-dir``
+copies them where the service looks for models.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ import numpy as np  # noqa: E402
 
 from training import parity  # noqa: E402
 from training.checkpoint import FLIP_AXES, Checkpoint, load_model, resolve_checkpoint  # noqa: E402
-from training.model_card import ModelCardError, build_card, sha256_file, write_card  # noqa: E402
+from training.model_card import ModelCardError, build_card, load_card, sha256_file, write_card  # noqa: E402
+from training.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_KEEP_FP32, add_int8_variant  # noqa: E402
 from training.runtimes import OnnxRunner, TFLiteRunner  # noqa: E402
 
 DEFAULT_INPUT_SIZE = 512
-DEFAULT_PARITY_IMAGES = 4
+DEFAULT_PARITY_IMAGES = parity.DEFAULT_IMAGES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--onnx", action="store_true", help="also write <name>.onnx and its model card")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--tflite", action="store_true", help="also write <name>_fp32.tflite and <name>_fp16.tflite")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write <name>.int8.onnx (static INT8, training.quantize) into the card (needs --onnx)")
     parser.add_argument("--name", help="model name (file stem, card name); default: the run's name")
     parser.add_argument("--description", help="one line for the card; default: derived from the run config")
     parser.add_argument("--engines-dir", type=Path, help="copy <name>.onnx and <name>.json here (needs --onnx)")
@@ -64,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parity-images", type=int, default=DEFAULT_PARITY_IMAGES,
                         help="validation images each export is checked on")
     args = parser.parse_args(argv)
+    if args.int8 and not args.onnx:
+        parser.error("--int8 quantizes the ONNX file: add --onnx")
     if args.engines_dir and not args.onnx:
         parser.error("--engines-dir copies the ONNX file and its card: add --onnx")
     if not 64 <= args.input_size <= 2048:
@@ -80,6 +86,7 @@ def export_command(args: argparse.Namespace) -> str:
     words += ["--test-time-flips", *args.test_time_flips] if args.test_time_flips else []
     words += ["--onnx", "--opset", str(args.opset)] if args.onnx else []
     words += ["--tflite"] if args.tflite else []
+    words += ["--int8"] if args.int8 else []
     words += ["--name", args.name] if args.name else []
     words += ["--description", args.description] if args.description else []
     words += ["--engines-dir", str(args.engines_dir)] if args.engines_dir else []
@@ -179,11 +186,21 @@ def export(args: argparse.Namespace) -> dict:
                           checkpoint_path=Path(_relative(checkpoint.weights_path)), reproduce=reproduce,
                           inference_scale=args.inference_scale, test_time_flips=args.test_time_flips)
         card_path = write_card(card, output_dir / f"{name}.json")
+        if args.int8:
+            step("quantizing the ONNX file to INT8 (calibrated on training images)")
+            write_card(add_int8_variant(load_card(card_path), DEFAULT_CALIBRATION_IMAGES, DEFAULT_KEEP_FP32,
+                                        export_command(args)), card_path)
+            card = load_card(card_path)
+            files["onnx_int8"] = card.onnx_file("int8")
+            summary["files"]["onnx_int8"] = str(files["onnx_int8"])
+            summary["export_parity"]["onnx_int8"] = card.export_parity["onnx_int8"].model_dump()
+            step(f"{files['onnx_int8'].name}: label agreement with FP32 "
+                 f"{card.export_parity['onnx_int8'].label_agreement:.5f}")
         summary["card"] = str(card_path)
         step(f"wrote model card {card_path}")
         if args.engines_dir:
             args.engines_dir.mkdir(parents=True, exist_ok=True)
-            for source in (files["onnx"], card_path):
+            for source in (*(files[role] for role in ("onnx", "onnx_int8") if role in files), card_path):
                 shutil.copy2(source, args.engines_dir / source.name)
             step(f"copied {files['onnx'].name} and {card_path.name} to {args.engines_dir}")
     return summary

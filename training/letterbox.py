@@ -51,8 +51,13 @@ def restore_probabilities(probabilities: np.ndarray, placement: Placement,
     original resolution, so class borders are not blocky)."""
     crop = probabilities[placement.top:placement.top + placement.height,
                          placement.left:placement.left + placement.width]
-    height, width = original_size
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(crop[..., c], dtype=np.float32))
+    return resize_channels(crop, original_size)
+
+
+def resize_channels(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float [h, w, C] -> float32 (size[0], size[1], C), every channel resized bilinearly."""
+    height, width = size
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(maps[..., c], dtype=np.float32))
                            .resize((width, height), Image.BILINEAR))
-                for c in range(crop.shape[-1])]
+                for c in range(maps.shape[-1])]
     return np.stack(channels, axis=-1)

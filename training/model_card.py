@@ -23,6 +23,8 @@ SCHEMA_VERSION = 1
 TASK = "semantic-segmentation"
 INPUT_NAME = "image"
 PROBABILITIES_NAME = "probabilities"
+INT8_ROLE = "onnx_int8"  # the INT8 variant's key in `files`, `quantization` and `export_parity`
+Precision = Literal["fp32", "int8"]
 LABELS_NAME = "labels"
 NORMALISATION_FORMULA = "x / 127.5 - 1"
 FROM_SCRATCH_NOTE = ("Trained from scratch (random initialisation): no pretrained weights can be "
@@ -102,6 +104,30 @@ class Architecture(_Open):
 class Files(_Open):
     onnx: str = Field(min_length=1)
     onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # The INT8 variant (training/quantize.py), when one was made: served with `--precision int8`.
+    onnx_int8: str | None = Field(None, min_length=1)
+    onnx_int8_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _int8_has_its_hash(self):
+        if (self.onnx_int8 is None) != (self.onnx_int8_sha256 is None):
+            raise ValueError("onnx_int8 and onnx_int8_sha256 go together")
+        return self
+
+
+class Quantization(_Open):
+    """How a quantized variant was made (training/quantize.py writes it; nothing reads it to run)."""
+
+    tool: str
+    format: str
+    weights: str
+    activations: str
+    calibration: str
+    calibration_images: int = Field(gt=0)
+    calibration_split: str
+    kept_fp32: list[str]
+    parity_reference: str
+    command: str
 
 
 class TrainingInfo(_Open):
@@ -149,6 +175,7 @@ class ModelCard(_Open):
     training: TrainingInfo
     metrics: Metrics | None
     export_parity: dict[str, Parity]
+    quantization: dict[str, Quantization] = {}
     source_checkpoint: SourceCheckpoint
     exported_at: str
 
@@ -191,9 +218,18 @@ class ModelCard(_Open):
     @property
     def onnx_path(self) -> Path:
         """The ONNX file, resolved next to the card (file names in a card are relative to it)."""
+        return self.onnx_file("fp32")
+
+    def onnx_file(self, precision: Precision) -> Path:
+        """The ONNX file of `precision`, next to the card; a card without an INT8 variant says so."""
         if self._path is None:
             raise ModelCardError(f"card {self.name!r} was not loaded from a file; no ONNX path")
-        return self._path.parent / self.files.onnx
+        if precision == "fp32":
+            return self._path.parent / self.files.onnx
+        if self.files.onnx_int8 is None:
+            raise ModelCardError(f"{self._path}: no INT8 variant (files.{INT8_ROLE}); "
+                                 f"make one with python -m training.quantize --card {self._path}")
+        return self._path.parent / self.files.onnx_int8
 
 
 def sha256_file(path: str | Path) -> str:
@@ -238,12 +274,19 @@ def load_card(path: str | Path, verify_files: bool = False) -> ModelCard:
     card = validate_card(data, str(path))
     card._path = path
     if verify_files:
-        onnx_path = card.onnx_path
-        if not onnx_path.is_file():
-            raise ModelCardError(f"{path}: files.onnx points to {onnx_path}, which does not exist")
-        if sha256_file(onnx_path) != card.files.onnx_sha256:
-            raise ModelCardError(f"{path}: {onnx_path} does not match files.onnx_sha256")
+        verify_onnx(card, "fp32")
     return card
+
+
+def verify_onnx(card: ModelCard, precision: Precision) -> Path:
+    """The card's ONNX file of `precision`, checked to exist and to match its recorded sha256."""
+    onnx_path = card.onnx_file(precision)
+    role = "onnx" if precision == "fp32" else INT8_ROLE
+    if not onnx_path.is_file():
+        raise ModelCardError(f"{card.path}: files.{role} points to {onnx_path}, which does not exist")
+    if sha256_file(onnx_path) != getattr(card.files, f"{role}_sha256"):
+        raise ModelCardError(f"{card.path}: {onnx_path} does not match files.{role}_sha256")
+    return onnx_path
 
 
 def build_card(*, name: str, description: str, config: dict, input_size: tuple[int, int],

@@ -32,29 +32,35 @@ class BackendSpec:
     name: str
     unavailable: Callable[[ModelCard, Settings], str | None]  # why it cannot serve this card here, None if it can
     load: Callable[[ModelCard, Settings], Backend]
+    int8: bool = False  # runs the card's INT8 ONNX variant (`--precision int8`)
+
+
+def _onnx(use_cuda: bool) -> Callable[[ModelCard, Settings], Backend]:
+    return lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda, settings.precision_for(card.name))
 
 
 SPECS: list[BackendSpec] = [
     BackendSpec("tensorrt", tensorrt_unavailable, load_tensorrt),
-    BackendSpec("onnx-cuda", lambda card, settings: cuda_unavailable(card),
-                lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda=True)),
-    BackendSpec("onnx-cpu", lambda card, settings: cpu_unavailable(card),
-                lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda=False)),
+    BackendSpec("onnx-cuda", lambda card, settings: cuda_unavailable(card), _onnx(use_cuda=True), int8=True),
+    BackendSpec("onnx-cpu", lambda card, settings: cpu_unavailable(card), _onnx(use_cuda=False), int8=True),
 ]
 
 
 def load_backend(card: ModelCard, settings: Settings) -> Backend:
-    """Load `card` on the engine `settings.backend` names, or on the best available one for `auto`."""
+    """Load `card` on the engine `settings.backend` names, or on the best available one for `auto`
+    (for an INT8 model: among the engines that run INT8 ONNX files)."""
+    int8 = settings.precision_for(card.name) == "int8"
     if settings.backend != "auto":
         spec = next((spec for spec in SPECS if spec.name == settings.backend), None)
         if spec is None:
             raise BackendUnavailable(f"backend {settings.backend!r} is not part of this installation")
-        reason = spec.unavailable(card, settings)
+        reason = ("it runs no INT8 ONNX files (--precision int8)" if int8 and not spec.int8
+                  else spec.unavailable(card, settings))
         if reason is not None:
             raise BackendUnavailable(f"backend {spec.name} cannot serve {card.name}: {reason}")
         return spec.load(card, settings)
     reasons = []
-    for spec in SPECS:
+    for spec in (spec for spec in SPECS if spec.int8 or not int8):
         reason = spec.unavailable(card, settings)
         if reason is None:
             try:

@@ -24,7 +24,7 @@ class Backend(ABC):
     """A loaded model on one engine. `infer` is called from one thread at a time."""
 
     name: str  # "onnx-cpu" | "onnx-cuda" | "tensorrt"
-    precision: str  # "fp32" | "fp16"
+    precision: str  # "fp32" | "fp16" | "int8"
     max_batch_size: int
 
     @abstractmethod

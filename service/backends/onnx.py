@@ -14,32 +14,40 @@ import onnxruntime as ort
 
 from service.backends.base import Backend, InferenceResult
 from service.settings import OnnxSettings
-from training.model_card import ModelCard
+from training.model_card import ModelCard, Precision, verify_onnx
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
+def session_options_for(options: OnnxSettings) -> ort.SessionOptions:
+    """The session options the settings ask for (the benchmarks' raw loop builds its session with these too)."""
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = options.intra_op_threads
+    session_options.inter_op_num_threads = options.inter_op_threads
+    session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
+    session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session_options.enable_cpu_mem_arena = options.cpu_mem_arena
+    session_options.log_severity_level = 3
+    return session_options
+
+
 class OnnxBackend(Backend):
-    """One ONNX Runtime session for one model card."""
+    """One ONNX Runtime session for one model card, on its FP32 file or its INT8 variant."""
 
-    precision = "fp32"
-
-    def __init__(self, card: ModelCard, options: OnnxSettings, use_cuda: bool):
+    def __init__(self, card: ModelCard, options: OnnxSettings, use_cuda: bool, precision: Precision = "fp32"):
         self.name = "onnx-cuda" if use_cuda else "onnx-cpu"
+        self.precision = precision
+        # The registry checked the FP32 file's hash before loading; the INT8 one is checked here.
+        self._path = verify_onnx(card, precision) if precision == "int8" else card.onnx_path
         self.max_batch_size = options.max_batch_size
         self._input_name = card.input.name
         self._labels_name = card.outputs.labels.name
         self._probabilities_name = card.outputs.probabilities.name
         self._input_shape = (card.input.height, card.input.width, card.input.channels)
 
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = options.intra_op_threads
-        session_options.inter_op_num_threads = options.inter_op_threads
-        session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.enable_cpu_mem_arena = options.cpu_mem_arena
-        session_options.log_severity_level = 3
+        session_options = session_options_for(options)
         providers: list = [CPU_PROVIDER]
         if use_cuda:
             cuda_options = {
@@ -48,31 +56,31 @@ class OnnxBackend(Backend):
                 "cudnn_conv_algo_search": "HEURISTIC",
             }
             providers.insert(0, (CUDA_PROVIDER, cuda_options))
-        self._session = ort.InferenceSession(str(card.onnx_path), session_options, providers=providers)
+        self._session = ort.InferenceSession(str(self._path), session_options, providers=providers)
         if use_cuda and self._session.get_providers()[0] != CUDA_PROVIDER:
             raise RuntimeError(f"ONNX Runtime could not place {card.name} on CUDA device {options.cuda_device_id}")
-        self._check_signature(card)
+        self._check_signature()
 
         self._run_options = ort.RunOptions()
         shrink = ([f"gpu:{options.cuda_device_id}"] if use_cuda else []) + (["cpu:0"] if options.cpu_mem_arena else [])
         if options.arena_shrinkage and shrink:
             self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", ";".join(shrink))
 
-    def _check_signature(self, card: ModelCard) -> None:
+    def _check_signature(self) -> None:
         """The graph has the inputs and outputs the card promises (fail at load, not per request)."""
         inputs = {node.name: node for node in self._session.get_inputs()}
         outputs = {node.name for node in self._session.get_outputs()}
         if self._input_name not in inputs:
-            raise ValueError(f"{card.onnx_path}: no input {self._input_name!r} (has {sorted(inputs)})")
+            raise ValueError(f"{self._path}: no input {self._input_name!r} (has {sorted(inputs)})")
         node = inputs[self._input_name]
         if node.type != "tensor(uint8)" or list(node.shape[1:]) != list(self._input_shape):
             raise ValueError(
-                f"{card.onnx_path}: input {node.name!r} is {node.type} {node.shape}, "
+                f"{self._path}: input {node.name!r} is {node.type} {node.shape}, "
                 f"the card says uint8 [N, {', '.join(map(str, self._input_shape))}]"
             )
         for name in (self._labels_name, self._probabilities_name):
             if name not in outputs:
-                raise ValueError(f"{card.onnx_path}: no output {name!r} (has {sorted(outputs)})")
+                raise ValueError(f"{self._path}: no output {name!r} (has {sorted(outputs)})")
 
     def infer(self, images: np.ndarray, want_probabilities: bool) -> InferenceResult:
         if images.dtype != np.uint8 or images.shape[1:] != self._input_shape:

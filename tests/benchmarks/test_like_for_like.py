@@ -11,7 +11,9 @@ from PIL import Image
 
 from benchmarks.naive_server import create_app
 from benchmarks.raw import run_raw, session_for
+from service.backends.onnx import session_options_for
 from service.imaging import crop_to_image, decode_image, restore_labels
+from service.settings import OnnxSettings
 from tests.support.service import run_onnx
 from training.letterbox import letterbox
 
@@ -42,3 +44,12 @@ def test_raw_loop_runs_every_request_on_every_client(segmentation_model, kvasir_
     result = run_raw(session_for(card), card, canvases, clients=3, requests=7)
     assert len(result.latencies_s) == 7 and result.statuses == {200: 7}
     assert result.throughput > 0 and result.percentile_ms(50) <= result.percentile_ms(95)
+
+
+def test_raw_loop_session_has_the_services_default_session_options(segmentation_model):
+    options = session_for(segmentation_model).get_session_options()
+    service = session_options_for(OnnxSettings())
+    spinning = "session.intra_op.allow_spinning"
+    assert options.get_session_config_entry(spinning) == service.get_session_config_entry(spinning) == "0"
+    assert (options.intra_op_num_threads, options.inter_op_num_threads, options.execution_mode) == \
+        (service.intra_op_num_threads, service.inter_op_num_threads, service.execution_mode)

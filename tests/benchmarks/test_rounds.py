@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.load import LoadResult
-from benchmarks.report import Results, ratio_rows
+from benchmarks.report import Results, goal_line, other_model_rows, ratio_rows
 
 
 def test_rounds_combine_into_answers_over_total_time():
@@ -26,3 +26,17 @@ def test_report_shows_the_ratio_of_every_round():
     rows = dict(ratio_rows(results))
     assert rows["service / raw ORT"] == ["0.90x"]
     assert rows["service / raw ORT, each of the 2 rounds"] == ["0.88, 0.92"]
+
+
+def test_the_goals_hold_only_when_every_bundled_model_meets_them():
+    def result(clients: int, answers: int) -> LoadResult:
+        return LoadResult(clients, answers, 1.0, (0.1,) * answers, {200: answers})
+
+    results = Results("polyp", (512, 512), 16, {}, "python -m benchmarks")
+    results.load = {"raw": {1: result(1, 10), 8: result(8, 10)}, "service": {1: result(1, 10), 8: result(8, 11)}}
+    results.other_models = {"camvid": {1: (result(1, 10), result(1, 9), [0.9]),
+                                       8: (result(8, 10), result(8, 10), [1.0])}}
+    line = goal_line(results)
+    assert "at 1 client(s): polyp 1.00x, camvid 0.90x, NOT met" in line
+    assert "at 8 client(s): polyp 1.10x, camvid 1.00x, met" in line
+    assert "| camvid | 1 | 10.00 | 9.00 | 0.90x | 0.90 |" in "\n".join(other_model_rows(results))

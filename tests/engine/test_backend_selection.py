@@ -92,3 +92,10 @@ def test_auto_falls_back_to_onnx_runtime_when_tensorrt_cannot_load(exported_card
         backend.close()
     # the GPU host that ends up on ONNX Runtime says why, instead of falling back silently
     assert "not on tensorrt: failed to load: deserialize failed" in caplog.text
+
+
+def test_int8_is_chosen_per_model_and_runs_on_onnx_runtime_only(exported_card):
+    settings = Settings(backend="tensorrt", model_precision={exported_card.name: "int8"})
+    assert settings.precision_for(exported_card.name) == "int8" and settings.precision_for("other") == "fp32"
+    with pytest.raises(BackendUnavailable, match="runs no INT8 ONNX files"):
+        load_backend(exported_card, settings)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import CRF_PRESETS, CrfSettings, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -46,3 +46,12 @@ def test_bad_values_fail_at_start_naming_the_setting(monkeypatch, variable, valu
     with pytest.raises(ValidationError) as caught:
         Settings()
     assert variable.removeprefix("SEG_").lower().split("__")[-1] in str(caught.value)
+
+
+def test_a_crf_preset_fills_the_fields_it_is_not_told(monkeypatch):
+    monkeypatch.setenv("SEG_CRF__PRESET", "seed")
+    settings = Settings(_cli_parse_args=["--crf.iterations", "2"])
+    seed = CRF_PRESETS["seed"]
+    assert settings.crf.iterations == 2 and settings.crf.scale == seed["scale"]
+    assert settings.crf.bilateral_compat == seed["bilateral_compat"] != CRF_PRESETS["fast"]["bilateral_compat"]
+    assert CrfSettings().model_dump(include=set(CRF_PRESETS["fast"])) == CRF_PRESETS["fast"]

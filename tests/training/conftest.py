@@ -130,12 +130,12 @@ def tiny_kvasir_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_kvasir_export(tiny_kvasir_run, tmp_path_factory) -> dict:
-    """``training/export_model.py --onnx --tflite --engines-dir`` on ``tiny_kvasir_run``: the
+    """``training/export_model.py --onnx --int8 --tflite --engines-dir`` on ``tiny_kvasir_run``: the
     exporter's summary plus ``output_dir`` and ``engines_dir``."""
     from training import export_model
 
     output_dir, engines_dir = tmp_path_factory.mktemp("export"), tmp_path_factory.mktemp("engines")
     args = export_model.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(output_dir),
-                                    "--input-size", str(TINY_INPUT_SIZE), "--onnx", "--tflite", "--name", "tiny",
+                                    "--input-size", str(TINY_INPUT_SIZE), "--onnx", "--int8", "--tflite", "--name", "tiny",
                                     "--engines-dir", str(engines_dir)])
     return {**export_model.export(args), "output_dir": output_dir, "engines_dir": engines_dir}

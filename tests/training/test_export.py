@@ -15,10 +15,10 @@ import pytest
 from training import parity
 from training.datasets import get_dataset
 from training.letterbox import letterbox
-from training.model_card import ModelCardError, load_card, sha256_file
+from training.model_card import ModelCardError, load_card, sha256_file, verify_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPORTS = ("saved_model", "onnx", "tflite_fp32", "tflite_fp16")
+EXPORTS = ("saved_model", "onnx", "tflite_fp32", "tflite_fp16", "onnx_int8")
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,11 @@ def test_card_is_complete_and_describes_the_export(tiny_kvasir_export, tiny_kvas
     assert card.metrics is not None and card.metrics.images == 2
     assert card.metrics.mean_iou == evaluation["mean_iou"] and card.metrics.dice == evaluation["dice"]
     engines = tiny_kvasir_export["engines_dir"]
-    assert sorted(path.name for path in engines.iterdir()) == ["tiny.json", "tiny.onnx"]
-    assert load_card(engines / "tiny.json", verify_files=True).files.onnx_sha256 == card.files.onnx_sha256
+    assert sorted(path.name for path in engines.iterdir()) == ["tiny.int8.onnx", "tiny.json", "tiny.onnx"]
+    shipped = load_card(engines / "tiny.json", verify_files=True)
+    assert shipped.files.onnx_sha256 == card.files.onnx_sha256
+    assert verify_onnx(shipped, "int8").name == "tiny.int8.onnx"
+    assert "--int8" in shipped.quantization["onnx_int8"].command
 
 
 @pytest.fixture
