@@ -40,6 +40,7 @@ class BatchPolicy:
     max_delay_ms: float
     max_queue_size: int
     timeout_s: float
+    concurrent_batches: int = 1  # batches in inference at once (backends that allow it)
 
 
 BACKEND_DEFAULTS: dict[str, tuple[int, float]] = {  # backend name -> (max_batch_size, max_delay_ms)
@@ -59,6 +60,7 @@ def policy_for(backend: Backend, settings: BatchingSettings) -> BatchPolicy:
         max_delay_ms=delay,
         max_queue_size=settings.max_queue_size,
         timeout_s=settings.request_timeout_s,
+        concurrent_batches=min(settings.concurrent_batches, backend.max_concurrent_runs),
     )
 
 
@@ -95,12 +97,13 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._closing = False
         self._seconds_per_batch = 0.0  # moving average, for Retry-After
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{model}")
-        self._worker: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=policy.concurrent_batches, thread_name_prefix=f"infer-{model}")
+        self._workers: list[asyncio.Task] = []
         self._depth = telemetry.QUEUE_DEPTH.labels(model=model)
 
     def start(self) -> None:
-        self._worker = asyncio.create_task(self._run(), name=f"batcher-{self.model}")
+        self._workers = [asyncio.create_task(self._run(), name=f"batcher-{self.model}-{index}")
+                         for index in range(self.policy.concurrent_batches)]
 
     @property
     def depth(self) -> int:
@@ -140,8 +143,7 @@ class Batcher:
         """Stop taking requests, finish everything queued, then release the thread."""
         self._closing = True
         self._arrived.set()
-        if self._worker is not None:
-            await self._worker
+        await asyncio.gather(*self._workers)
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:

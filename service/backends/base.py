@@ -21,11 +21,12 @@ class InferenceResult:
 
 
 class Backend(ABC):
-    """A loaded model on one engine. `infer` is called from one thread at a time."""
+    """A loaded model on one engine. `infer` runs on at most `max_concurrent_runs` threads at once."""
 
     name: str  # "onnx-cpu" | "onnx-cuda" | "tensorrt"
     precision: str  # "fp32" | "fp16" | "int8"
     max_batch_size: int
+    max_concurrent_runs: int = 1  # `infer` calls that may run at once from different threads
 
     @abstractmethod
     def infer(self, images: np.ndarray, want_probabilities: bool) -> InferenceResult:

@@ -36,6 +36,8 @@ def session_options_for(options: OnnxSettings) -> ort.SessionOptions:
 class OnnxBackend(Backend):
     """One ONNX Runtime session for one model card, on its FP32 file or its INT8 variant."""
 
+    max_concurrent_runs = 4  # InferenceSession.run is thread-safe
+
     def __init__(self, card: ModelCard, options: OnnxSettings, use_cuda: bool, precision: Precision = "fp32"):
         self.name = "onnx-cuda" if use_cuda else "onnx-cpu"
         self.precision = precision

@@ -176,3 +176,36 @@ def test_close_finishes_queued_work_then_refuses_new_work():
     outputs, refused = asyncio.run(scenario())
     assert [int(o.labels[0, 0]) for o in outputs] == [0, 1, 2, 3]
     assert refused.status == 503
+
+
+def test_concurrent_batches_run_side_by_side_only_where_the_backend_allows():
+    class CountingBackend(TimedBackend):
+        """Counts the infer calls running at the same moment."""
+
+        def __init__(self):
+            super().__init__(seconds=0.2)
+            self.lock, self.running, self.most_running = threading.Lock(), 0, 0
+
+        def infer(self, images: np.ndarray, want_probabilities: bool) -> InferenceResult:
+            with self.lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            try:
+                return super().infer(images, want_probabilities)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+    backend = CountingBackend()
+    assert policy_for(backend, BatchingSettings(concurrent_batches=2)).concurrent_batches == 1  # a Backend's default
+    backend.max_concurrent_runs = 2
+    assert policy_for(backend, BatchingSettings(concurrent_batches=3)).concurrent_batches == 2
+
+    async def scenario() -> list[int]:
+        batcher = await started(backend, max_batch_size=1, concurrent_batches=2)
+        outputs = await asyncio.gather(*(batcher.submit(image(value), False) for value in (3, 4, 5)))
+        await batcher.close()
+        return [int(output.labels[0, 0]) for output in outputs]
+
+    assert asyncio.run(scenario()) == [3, 4, 5]
+    assert backend.most_running == 2 and len(backend.threads) == 2
