@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from service.backends import Backend
 from service.errors import ServiceError
 from service.registry import ModelRegistry
 from service.repository import find_cards
@@ -74,7 +75,7 @@ def test_a_backend_that_fails_its_warm_up_is_closed(segmentation_model, tmp_path
 
     from service import registry as registry_module
 
-    class FailingWarmUp:
+    class FailingWarmUp(Backend):
         name, precision, max_batch_size, closed = "tensorrt", "fp16", 4, False
 
         def infer(self, images, want_probabilities):
