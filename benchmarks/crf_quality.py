@@ -79,7 +79,7 @@ def measure(card: ModelCard, variants: dict[str, CrfSettings], split: str, limit
         pixels, unaries = crop_to_image(canvas, placement), crop_to_image(probabilities[0], placement)
         for name, params in variants.items():
             started = time.perf_counter()
-            predictions[name] = refine(pixels, unaries, params)
+            predictions[name] = refine(pixels, unaries, params).argmax(axis=-1).astype(np.uint8)
             seconds[name].append(time.perf_counter() - started)
         for name, predicted in predictions.items():
             confusion[name] += confusion_matrix(mask, restore_labels(predicted, mask.shape), dataset.num_classes,
