@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 
 import numpy as np
 
 from service.crf import CrfPool
-from service.errors import ServiceError
 from service.formats import OutputOptions, Prediction, encode
-from service.imaging import restore_labels
+from service.imaging import decode_base64_image, restore_labels
 from service.oip import BYTES, InferRequest, InputTensor, OutputTensor, bad_request
 from service.registry import Model, ModelEntry
 from service.segmentation import label_image
@@ -65,7 +63,7 @@ async def infer(entry: ModelEntry, request: InferRequest, *, crf_pool: CrfPool, 
     binary = {name: request.binary_default if as_binary is None else as_binary for name, as_binary in wanted.items()}
     want_probabilities = "probabilities" in wanted
     if image.datatype == BYTES:
-        data = image.data if image.binary else [_base64(element) for element in image.data]
+        data = image.data if image.binary else [decode_base64_image(element) for element in image.data]
         results = await asyncio.gather(*(label_image(
             entry, element, refine=False, want_probabilities=want_probabilities, keep_image=False,
             crf_pool=crf_pool, max_image_pixels=max_image_pixels, timings=timings) for element in data))
@@ -105,13 +103,6 @@ def _image_input(request: InferRequest, card: ModelCard, max_images: int) -> Inp
         raise bad_request(f"input {image.name!r}: a raw tensor must be UINT8 {list(expected)} (the model's "
                           f"input size), not {image.datatype} {list(image.shape)}; send encoded images as BYTES")
     return image
-
-
-def _base64(element: bytes) -> bytes:
-    try:
-        return base64.b64decode(element, validate=True)
-    except (binascii.Error, ValueError):
-        raise ServiceError(400, "invalid_image", "an encoded image in a JSON body must be a base64 string") from None
 
 
 def _outputs(binary: dict[str, bool], masks: list[np.ndarray], probabilities: list, card: ModelCard

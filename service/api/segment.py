@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 from dataclasses import dataclass
@@ -18,9 +16,9 @@ from starlette.exceptions import HTTPException
 from service.api.auth import require_api_key
 from service.api.errors import error_responses
 from service.api.schemas import BatchResponse, PolygonsResponse, RleWithUncertainty
-from service.errors import ServiceError, bad_image, payload_too_large
+from service.errors import ServiceError, payload_too_large
 from service.formats import NPY_MEDIA_TYPE, OutputFormat, OutputOptions
-from service.imaging import ADVERTISED_TYPES, check_content_type
+from service.imaging import ADVERTISED_TYPES, check_content_type, decode_base64_image
 from service.polygons import PolygonOptions
 from service.registry import ModelEntry
 from service.segmentation import segment
@@ -286,12 +284,10 @@ def _json_images(body: bytes, max_images: int) -> list[_Upload]:
 
 
 def _base64_image(item: object) -> bytes | ServiceError:
-    if not isinstance(item, str):
-        return bad_image("an image in a JSON batch must be a base64 string")
     try:
-        return base64.b64decode(item, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        return bad_image(f"not valid base64: {exc}")
+        return decode_base64_image(item)
+    except ServiceError as exc:
+        return exc
 
 
 def _too_many(max_images: int) -> ServiceError:
