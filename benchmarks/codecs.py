@@ -13,8 +13,8 @@ from PIL import Image
 from service.crf import refine
 from service.encoding import PNG_COMPRESS_LEVEL, encode_png, encode_rle
 from service.settings import CRF_PRESETS, CrfSettings
-from training.letterbox import letterbox
-from training.model_card import ModelCard
+from modelcard.geometry import letterbox
+from modelcard.card import ModelCard
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 next to one inference, for every bundled model on a split of its dataset.
 
 Every image goes the service's way: letterbox, the ONNX model (labels and probabilities), the CRF on the image's
-part of the input, labels back to the original resolution by nearest neighbour (`service.imaging.restore_labels`),
+part of the input, labels back to the original resolution by nearest neighbour (`modelcard.geometry.resize_labels`),
 scored against the original-resolution mask with ignored pixels left out. Inference and every CRF variant run on
 each image in turn, so a change in the machine's load hits them alike; times are medians per image.
 
@@ -26,13 +26,13 @@ import numpy as np
 from benchmarks.cli import parser_for
 from benchmarks.raw import session_for
 from service.crf import refine
-from service.imaging import crop_to_image, restore_labels
-from service.repository import find_cards
+from modelcard.geometry import crop, resize_labels
+from modelcard.files import find_cards
 from service.settings import CRF_PRESETS, CrfSettings
 from training.datasets import IGNORE_INDEX, get_dataset
-from training.letterbox import letterbox
+from modelcard.geometry import letterbox
 from training.metrics import confusion_matrix, summarize
-from training.model_card import ModelCard, load_card
+from modelcard.card import ModelCard, load_card
 
 NO_CRF = "no CRF"
 
@@ -75,14 +75,14 @@ def measure(card: ModelCard, variants: dict[str, CrfSettings], split: str, limit
         started = time.perf_counter()
         labels, probabilities = session.run(outputs, {card.input.name: canvas[None]})
         seconds[NO_CRF].append(time.perf_counter() - started)
-        predictions = {NO_CRF: crop_to_image(labels[0], placement)}
-        pixels, unaries = crop_to_image(canvas, placement), crop_to_image(probabilities[0], placement)
+        predictions = {NO_CRF: crop(labels[0], placement)}
+        pixels, unaries = crop(canvas, placement), crop(probabilities[0], placement)
         for name, params in variants.items():
             started = time.perf_counter()
             predictions[name] = refine(pixels, unaries, params).argmax(axis=-1).astype(np.uint8)
             seconds[name].append(time.perf_counter() - started)
         for name, predicted in predictions.items():
-            confusion[name] += confusion_matrix(mask, restore_labels(predicted, mask.shape), dataset.num_classes,
+            confusion[name] += confusion_matrix(mask, resize_labels(predicted, mask.shape), dataset.num_classes,
                                                 ignore_index=IGNORE_INDEX)
     inference_ms = float(np.median(seconds[NO_CRF]) * 1000)
     scores = []

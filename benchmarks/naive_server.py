@@ -16,8 +16,8 @@ from PIL import Image
 
 from benchmarks.raw import session_for
 from service.encoding import encode_png
-from training.letterbox import letterbox
-from training.model_card import load_card
+from modelcard.geometry import letterbox
+from modelcard.card import load_card
 
 
 def create_app(card_path: str) -> FastAPI:

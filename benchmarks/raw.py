@@ -12,13 +12,13 @@ import onnxruntime as ort
 from benchmarks.load import LoadResult
 from service.backends.onnx import session_options_for
 from service.settings import OnnxSettings
-from training.model_card import ModelCard, Precision
+from modelcard.card import ModelCard, Precision
+from modelcard.onnx_runner import open_session
 
 
 def session_for(card: ModelCard, precision: Precision = "fp32") -> ort.InferenceSession:
     """The card's ONNX file of `precision`, with the session options the service's ONNX CPU backend uses by default."""
-    return ort.InferenceSession(str(card.onnx_file(precision)), session_options_for(OnnxSettings()),
-                                providers=["CPUExecutionProvider"])
+    return open_session(card.onnx_file(precision), session_options_for(OnnxSettings()))
 
 
 def run_raw(session: ort.InferenceSession, card: ModelCard, canvases: list[np.ndarray], clients: int,

@@ -19,12 +19,11 @@ import time
 
 import numpy as np
 
-from service.imaging import crop_to_image
 from service.uncertainty import image_statistics, normalised_entropy
 from training.datasets import IGNORE_INDEX, get_dataset
-from training.letterbox import letterbox, restore_probabilities
-from training.model_card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME, load_card
-from training.runtimes import OnnxRunner
+from modelcard.geometry import crop, letterbox, resize_channels
+from modelcard.card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME, load_card
+from modelcard.onnx_runner import OnnxRunner
 
 TOP_SHARE = 0.10
 FETCH_RUNS = 10
@@ -64,13 +63,13 @@ def main(argv: list[str] | None = None) -> None:
             canvas, placement = letterbox(pixels, card.input_size)
             probabilities, labels = runner(canvas[None])
             started = time.perf_counter()
-            statistics = image_statistics(crop_to_image(probabilities[0], placement),
-                                          crop_to_image(labels[0], placement), card.num_classes)
+            statistics = image_statistics(crop(probabilities[0], placement),
+                                          crop(labels[0], placement), card.num_classes)
             statistics_s.append(time.perf_counter() - started)
             confidences[variant].append(statistics.mean_confidence)
             if variant != "as is":
                 continue
-            restored = restore_probabilities(probabilities[0], placement, image.shape[:2])
+            restored = resize_channels(crop(probabilities[0], placement), image.shape[:2])
             entropy = normalised_entropy(restored)
             valid = truth != IGNORE_INDEX  # the readers map every ignored pixel to it
             wrong = (restored.argmax(axis=-1) != truth)[valid]

@@ -1,11 +1,11 @@
 #!/bin/sh
 # GPU container start-up: give every model a TensorRT plan that matches this GPU (built once and
 # kept on the engine-cache volume), then start the service, which prefers those plans
-# (--backend auto). The decisions live in service/tensorrt/ensure_engines.py, where they are tested.
+# (--backend auto). The decisions live in engine_builder/ensure_engines.py, where they are tested.
 # Plans are built on the GPU the service will use (SEG_ONNX__CUDA_DEVICE_ID, as the service reads it).
 set -eu
 
-if ! python -m service.tensorrt.ensure_engines \
+if ! python build_engine.py ensure \
         --models "${SEG_MODELS:-/app/engines}" \
         --cache "${DEEPLAB_ENGINE_CACHE:-/var/cache/deeplab/engines}" \
         --precision "${TRT_PRECISION:-fp16}" \

@@ -42,7 +42,7 @@ uname -srm
 step "driver, TensorRT, cuda-python, ONNX Runtime"
 nvidia-smi --query-gpu=index,name,driver_version,memory.total,compute_cap --format=csv,noheader
 nvidia-smi | grep -o 'CUDA Version: [0-9.]*' || true  # the newest CUDA this driver runs
-"$PYTHON" -m service.tensorrt.host  # exits 1 when TensorRT is missing or built for another CUDA major
+"$PYTHON" -m service.backends.tensorrt.host  # exits 1 when TensorRT is missing or built for another CUDA major
 "$PYTHON" -c 'import onnxruntime as ort; print("ONNX Runtime", ort.__version__, ort.get_available_providers())'
 "$PYTHON" -c 'import onnxruntime as ort, sys; sys.exit("CUDAExecutionProvider" not in ort.get_available_providers())' \
     || fail "ONNX Runtime has no CUDA provider: the gpu extra installs onnxruntime-gpu"
@@ -59,7 +59,7 @@ cp "$MODEL" "${MODEL%.onnx}.json" "$WORK/models/"
     --opt-batch 8 --compare-onnxruntime 2>&1 | tee "$WORK/build.log"
 
 step "TensorRT vs ONNX Runtime CUDA (the plan's sidecar; exits 1 if parity was skipped)"
-"$PYTHON" -m service.tensorrt.report "$WORK/cache/$NAME.plan"
+"$PYTHON" build_engine.py report "$WORK/cache/$NAME.plan"
 
 step "service on the engine (--backend tensorrt)"
 DEEPLAB_ENGINE_CACHE="$WORK/cache" SEG_ONNX__CUDA_DEVICE_ID="$DEVICE" "$PYTHON" -m service \

@@ -3,8 +3,8 @@
 # its INT8 variant <name>.int8.onnx and the model card; SavedModel and TFLite under
 # saved_model/<run>/). Each argument is a model name, or name=run when the shipped model comes
 # from a run of another name (a fine-tuning run), optionally with @scale for the graph's
-# inference scale (export_model.py --inference-scale) and +flip[,flip] for the flips it averages
-# over (export_model.py --test-time-flips):
+# inference scale (training.export --inference-scale) and +flip[,flip] for the flips it averages
+# over (training.export --test-time-flips):
 #   scripts/ship_default_models.sh [polyp[=run][@scale][+flips]] [camvid[=run][@scale][+flips]]
 #   e.g. polyp=polyp-512-strong2+horizontal      (default: the shipped runs)
 set -euo pipefail
@@ -21,7 +21,7 @@ for spec in "${@:-polyp=polyp-512-strong2+horizontal camvid=camvid-512}"; do
     graph=(--inference-scale "$scale")
     if (( ${#flips[@]} )); then graph+=(--test-time-flips "${flips[@]}"); fi
     "$python" -m training.evaluate --checkpoint_path "checkpoints/$run" --split val --no-progress "${graph[@]}"
-    "$python" training/export_model.py --checkpoint_path "checkpoints/$run" --output_dir "saved_model/$run" \
+    "$python" -m training.export --checkpoint_path "checkpoints/$run" --output_dir "saved_model/$run" \
       --onnx --int8 --tflite --name "$name" --engines-dir engines "${graph[@]}"
   done
 done

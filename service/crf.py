@@ -19,7 +19,7 @@ from PIL import Image
 
 from service.errors import ServiceError
 from service.settings import CrfSettings
-from training.letterbox import resize_channels
+from modelcard.geometry import resize_channels
 
 _MIN_PROBABILITY = 1e-8
 

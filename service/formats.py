@@ -1,12 +1,9 @@
 """The output formats of `POST /segment`: what each needs from the pipeline and how it is encoded.
 
 Every format reads one `Prediction` at the original size; the pipeline (service/segmentation.py)
-only asks which inputs the format needs. Labels follow one rule per request: when the request
-uses probabilities (`probabilities`, `uncertainty`, or `uncertainty=true`), the probabilities are
-resized bilinearly (training.letterbox.restore_probabilities, the rule the card's metrics were
-measured with) and the labels are their argmax, so every field of the answer agrees with the
-probabilities; otherwise the model's labels are resized nearest-neighbour (fast: no C-channel
-resize).
+only asks which inputs the format needs. Labels follow the card's restore rule
+(`outputs.restore`, `modelcard.geometry.restore`), the rule the card's metrics were measured with,
+whatever the format; formats that return probabilities get them resized bilinearly.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ from service.polygons import PolygonOptions
 from service.encoding import encode_grey_png, encode_npy, encode_png, encode_rle, quantise
 from service.errors import ServiceError
 from service.overlay import render_overlay
-from training.model_card import ModelCard
+from modelcard.card import ModelCard
 
 OutputFormat = Literal["png", "rle", "probabilities", "uncertainty", "polygons", "overlay"]
 JSON_FORMATS = ("rle", "polygons")

@@ -2,11 +2,8 @@
 
 The client's image is untrusted: the body is already size-limited (api/middleware.py); here the
 pixel count is checked from the header before any pixel is decoded (decompression bombs), and
-only the formats below are ever handed to a PIL decoder. Geometry: the image is letterboxed into
-the model's fixed input by `training.letterbox` (the same placement training evaluated and export
-parity checked: aspect ratio kept, centred, mid-grey padding); the label map is cropped to the
-image's part and resized back (nearest neighbour) to exactly the original width x height after
-EXIF orientation; formats that use probabilities resize those instead (service/formats.py).
+only the formats below are ever handed to a PIL decoder. The geometry (letterbox in, the
+card's restore rule out) is `modelcard.geometry`, shared with evaluation.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from service.errors import bad_image, payload_too_large, unsupported_media_type
-from training.letterbox import Placement
 
 # A declared type must be one of these; the body is then sniffed among all of PIL_FORMATS (clients
 # often label PNGs as JPEGs), and no other PIL decoder ever sees it.
@@ -91,17 +87,3 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         image = background
     return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def crop_to_image(array: np.ndarray, placement: Placement) -> np.ndarray:
-    """The image's part of a model-resolution array ([H, W] or [H, W, C]): the padding cut off."""
-    return array[placement.top : placement.top + placement.height, placement.left : placement.left + placement.width]
-
-
-def restore_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Class ids of the image's part of the model input -> exactly `size` (height, width), nearest neighbour."""
-    height, width = size
-    restored = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8)).resize(
-        (width, height), Image.Resampling.NEAREST
-    )
-    return np.asarray(restored)

@@ -32,7 +32,7 @@ from service.batching import Batcher, BatchPolicy, policy_for
 from service.errors import ServiceError
 from service.repository import Fingerprint, Index, RepositoryError, VersionSource, scan
 from service.settings import Settings
-from training.model_card import ModelCard, load_card
+from modelcard.card import ModelCard, load_card
 
 log = logging.getLogger(__name__)
 UNHEALTHY_AFTER_FAILURES = 3  # consecutive failed batches before /healthz reports the backend broken
@@ -340,7 +340,7 @@ def load_backend_checked(card: ModelCard, settings: Settings) -> Backend:
 
 def warm_up(backend: Backend, card: ModelCard, batch_size: int) -> None:
     """Run the largest batch the model will see, both fetches, and check the shapes against the card."""
-    images = np.full((batch_size, *card.input_size, 3), 128, dtype=np.uint8)
+    images = np.full((batch_size, *card.input_size, 3), card.input.resize.pad_value, dtype=np.uint8)
     result = backend.infer(images, want_probabilities=True)
     expected = (batch_size, *card.input_size)
     if result.labels.shape != expected or result.probabilities is None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.model_card import ModelCard, ModelCardError, load_card
+from modelcard.card import ModelCard, ModelCardError, load_card
+from modelcard.files import find_cards
 
 FLAT_VERSION = 1  # the version a flat `<name>.json` card is served as
 Fingerprint = tuple[tuple[int, int] | None, ...]
@@ -40,11 +41,6 @@ class VersionSource:
 
 
 Index = dict[str, dict[int, VersionSource]]  # model name -> version -> source
-
-
-def find_cards(directory: Path) -> list[Path]:
-    """Every model card in `directory`, by name; TensorRT plan sidecars (`*.plan.json`) are not cards."""
-    return [path for path in sorted(directory.glob("*.json")) if not path.name.endswith(".plan.json")]
 
 
 def scan(models_dir: Path) -> Index:

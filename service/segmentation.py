@@ -19,12 +19,13 @@ from service import telemetry
 from service.batching import BatchOutput
 from service.crf import CrfPool
 from service.formats import OutputOptions, Prediction, SegmentationResult, encode
-from service.imaging import crop_to_image, decode_image, restore_labels
+from service.imaging import decode_image
 from service.registry import ModelEntry
 from service.settings import DriftSettings
 from service.telemetry import Timings
 from service.uncertainty import image_statistics
-from training.letterbox import Placement, letterbox, restore_probabilities
+from modelcard.card import ModelCard
+from modelcard.geometry import Placement, crop, letterbox, resize_channels, restore
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,21 @@ class ImageLabels:
     @property
     def labels(self) -> np.ndarray:
         """uint8 [h, w]: the model's labels for the image's part of its input."""
-        return crop_to_image(self.output.labels, self.prepared.placement)
+        return crop(self.output.labels, self.prepared.placement)
 
     @property
     def probabilities(self) -> np.ndarray | None:
         """float32 [h, w, C]: the model's probabilities for that part, when asked for."""
         probabilities = self.output.probabilities
-        return None if probabilities is None else crop_to_image(probabilities, self.prepared.placement)
+        return None if probabilities is None else crop(probabilities, self.prepared.placement)
+
+    def restored(self, card: ModelCard) -> tuple[np.ndarray, np.ndarray | None]:
+        """The (refined) answer at the image's own size by the card's restore rule, the one its
+        metrics were measured with: labels, and the probabilities when the rule restored them."""
+        if self.marginals is None:
+            return restore(card.outputs.restore, self.prepared.size, self.labels, self.probabilities)
+        labels = self.marginals.argmax(axis=-1).astype(np.uint8)
+        return restore(card.outputs.restore, self.prepared.size, labels, self.marginals)
 
 
 async def label_image(
@@ -87,43 +96,43 @@ async def label_image(
     timings: Timings,
 ) -> ImageLabels:
     """The pipeline up to the output at model resolution: shared by /segment and the v2 API."""
-    prepared = await asyncio.to_thread(_prepare, data, model.card.input_size, max_image_pixels, keep_image, timings)
-    output = await model.batcher.submit(prepared.canvas, want_probabilities=refine or want_probabilities)
+    card = model.card
+    prepared = await asyncio.to_thread(_prepare, data, card, max_image_pixels, keep_image, timings)
+    restore_needs_them = card.outputs.restore == "probabilities-bilinear"
+    output = await model.batcher.submit(prepared.canvas,
+                                        want_probabilities=refine or want_probabilities or restore_needs_them)
     timings.record("queue", output.queue_s)
     timings.record("infer", output.infer_s)
     image = ImageLabels(prepared, output, None)
     if not refine:
         return image
     with timings.measure("crf"):
-        marginals = await crf_pool.refine(crop_to_image(prepared.canvas, prepared.placement), image.probabilities)
+        marginals = await crf_pool.refine(crop(prepared.canvas, prepared.placement), image.probabilities)
     return ImageLabels(prepared, output, marginals)
 
 
-def _prepare(data: bytes, input_size: tuple[int, int], max_image_pixels: int, keep_image: bool,
-             timings: Timings) -> _Prepared:
+def _prepare(data: bytes, card: ModelCard, max_image_pixels: int, keep_image: bool, timings: Timings) -> _Prepared:
     """Decode and letterbox in one trip to the thread pool (every trip is a hand-off under load)."""
     with timings.measure("decode"):
         image = decode_image(data, max_image_pixels)
     with timings.measure("preprocess"):
-        canvas, placement = letterbox(image, input_size)
+        canvas, placement = letterbox(image, card.input_size, card.input.resize.pad_value)
     return _Prepared((image.height, image.width), canvas, placement, image if keep_image else None)
 
 
 def _finish(image: ImageLabels, model: ModelEntry, options: OutputOptions, drift: DriftSettings
             ) -> SegmentationResult:
     """Record the drift signals of the model's own output (when enabled; before any CRF), then the image's
-    part of the (refined) output -> the original size (the rule in service/formats.py) -> encoded."""
+    part of the (refined) output -> the original size (the card's restore rule) -> encoded."""
     prepared, card = image.prepared, model.card
     if drift.enabled:
         statistics = image_statistics(image.probabilities, image.labels, card.num_classes)
         telemetry.record_image(card.name, model.version, card.class_names, statistics.area_fractions,
                                statistics.mean_confidence, drift.low_confidence_threshold)
-    probabilities = image.probabilities if image.marginals is None else image.marginals
-    if options.needs_probabilities:  # labels from the restored probabilities
-        whole = Placement(0, 0, *probabilities.shape[:2])  # already cropped to the image
-        probabilities = restore_probabilities(probabilities, whole, prepared.size)
-        labels = probabilities.argmax(axis=-1).astype(np.uint8)
-    else:
-        labels = image.labels if image.marginals is None else image.marginals.argmax(axis=-1).astype(np.uint8)
-        labels, probabilities = restore_labels(labels, prepared.size), None
+    labels, probabilities = image.restored(card)
+    if not options.needs_probabilities:
+        probabilities = None
+    elif probabilities is None:  # the rule resized the labels; the format wants the probabilities too
+        probabilities = resize_channels(image.probabilities if image.marginals is None else image.marginals,
+                                        prepared.size)
     return encode(Prediction(labels, probabilities, prepared.image), card, options)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from training.model_card import Precision
+from modelcard.card import Precision
 
 ENV_PREFIX = "SEG_"
 BackendChoice = Literal["auto", "tensorrt", "onnx-cuda", "onnx-cpu"]

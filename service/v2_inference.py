@@ -22,12 +22,12 @@ import numpy as np
 
 from service.crf import CrfPool
 from service.formats import OutputOptions, Prediction, encode
-from service.imaging import decode_base64_image, restore_labels
+from service.imaging import decode_base64_image
 from service.oip import BYTES, InferRequest, InputTensor, OutputTensor, bad_request
 from service.registry import Model, ModelEntry
 from service.segmentation import label_image
 from service.telemetry import Timings
-from training.model_card import ModelCard
+from modelcard.card import ModelCard
 
 OUTPUTS = ("labels", "probabilities", "rle", "png")
 PLATFORMS = {"onnx-cpu": "onnxruntime_onnx", "onnx-cuda": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
@@ -68,7 +68,7 @@ async def infer(entry: ModelEntry, request: InferRequest, *, crf_pool: CrfPool, 
             entry, element, refine=False, want_probabilities=want_probabilities, keep_image=False,
             crf_pool=crf_pool, max_image_pixels=max_image_pixels, timings=timings) for element in data))
         with timings.measure("encode"):
-            masks = await asyncio.to_thread(lambda: [restore_labels(r.labels, r.prepared.size) for r in results])
+            masks = await asyncio.to_thread(lambda: [r.restored(card)[0] for r in results])
         probabilities = [r.output.probabilities for r in results]
     else:
         batch = await asyncio.gather(*(entry.batcher.submit(np.ascontiguousarray(pixels), want_probabilities)

@@ -5,17 +5,18 @@
     python -m training.evaluate --onnx engines/polyp.onnx [--card engines/polyp.json]
         [--split val] [--limit N] [--output out.json]
 
-Each image is letterboxed into the model input (aspect ratio kept, mid-grey padding, as the service
-does; see ``training.letterbox``), the class probabilities are cropped back and bilinearly resized
-to the original image size, and the argmax there is compared with the original-resolution mask.
-Ignored pixels (255 in loaded masks, e.g. CamVid's void) are left out.
+Each image goes the service's way (``modelcard.geometry``): letterboxed into the model input
+(aspect ratio kept, the card's padding), and the answer cropped back and restored to the original
+image size by the card's restore rule (``--restore`` overrides it; a checkpoint uses the export's
+default), then compared with the original-resolution mask. Ignored pixels (255 in loaded masks,
+e.g. CamVid's void) are left out.
 
 A checkpoint runs through the same uint8 inference graph that is exported, so it and its ONNX
 export score the same; by default it is evaluated at the export size (512) and the JSON goes to
-``<run>/eval_<split>.json``, where ``training/export_model.py`` picks it up for the model card.
-``--inference-scale`` evaluates the graph that ``export_model.py --inference-scale`` would write
+``<run>/eval_<split>.json``, where ``python -m training.export`` picks it up for the model card.
+``--inference-scale`` evaluates the graph that ``training.export --inference-scale`` would write
 (the network runs on the input enlarged by that factor; see ``training.checkpoint.load_model``), and
-``--test-time-flips`` the graph that averages over flipped views, as ``export_model.py`` would write it.
+``--test-time-flips`` the graph that averages over flipped views, as ``training.export`` would write it.
 The ONNX path runs in ONNX Runtime (the model needs no TensorFlow).
 """
 
@@ -29,13 +30,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
 from training.checkpoint import FLIP_AXES
 from training.datasets import IGNORE_INDEX, SegmentationDataset, get_dataset
-from training.letterbox import letterbox, restore_probabilities
-from training.model_card import load_card, sha256_file
+from modelcard.geometry import DEFAULT_RESTORE, PAD_VALUE, RestoreMode, crop, letterbox, restore
+from modelcard.card import load_card, sha256_file
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """uint8 [N, H, W, 3] -> (probabilities float32 [N, H, W, C], labels uint8 [N, H, W])."""
@@ -55,13 +57,15 @@ class Target:
     run_dir: Path | None = None  # a checkpoint's run directory: the default home of its JSON
     inference_scale: float = 1.0
     test_time_flips: list[str] = field(default_factory=list)
+    restore: RestoreMode = DEFAULT_RESTORE
+    pad_value: int = PAD_VALUE
 
 
-def predict_labels(runner: Runner, image: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """uint8 HxW class ids for a uint8 HxWx3 image, at the image's own resolution."""
-    batch, placement = letterbox(image, input_size)
-    probabilities, _ = runner(batch[None])
-    return restore_probabilities(probabilities[0], placement, image.shape[:2]).argmax(axis=-1).astype(np.uint8)
+def predict_labels(target: Target, image: np.ndarray) -> np.ndarray:
+    """uint8 HxW class ids for a uint8 HxWx3 image, at the image's own resolution, as served."""
+    batch, placement = letterbox(image, target.input_size, target.pad_value)
+    probabilities, labels = target.runner(batch[None])
+    return restore(target.restore, image.shape[:2], crop(labels[0], placement), crop(probabilities[0], placement))[0]
 
 
 def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = None,
@@ -75,7 +79,7 @@ def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = N
     confusion = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
     for sample in tqdm(samples, desc=f"evaluating {dataset.name}/{dataset.split}", unit="img", disable=not progress):
         image, mask = dataset.load_sample(sample)
-        predicted = predict_labels(target.runner, image, target.input_size)
+        predicted = predict_labels(target, image)
         if predicted.max(initial=0) >= dataset.num_classes:
             raise ValueError(f"model predicts class {predicted.max()} but {dataset.name} has "
                              f"{dataset.num_classes} classes")
@@ -88,6 +92,8 @@ def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = N
         "inference_scale": target.inference_scale,
         "test_time_flips": sorted(target.test_time_flips),
         "resize": "letterbox",
+        "pad_value": target.pad_value,
+        "restore": target.restore,
         "resolution": "original",
         "classes": list(dataset.classes),
         **target.source,
@@ -102,7 +108,7 @@ def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0,
 
     from training.checkpoint import load_model, resolve_checkpoint
     from training.inference_graph import build_export_graph
-    from training.model_card import LABELS_NAME, PROBABILITIES_NAME
+    from modelcard.card import LABELS_NAME, PROBABILITIES_NAME
 
     checkpoint = resolve_checkpoint(path)
     size = (input_size, input_size)
@@ -121,7 +127,7 @@ def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0,
 
 def onnx_target(path: Path, card_path: Path | None) -> Target:
     """An exported ONNX file in ONNX Runtime; dataset from its card (given, or ``<stem>.json``)."""
-    from training.runtimes import OnnxRunner
+    from modelcard.onnx_runner import OnnxRunner
 
     runner = OnnxRunner(path)
     card_path = card_path or (path.with_suffix(".json") if path.with_suffix(".json").is_file() else None)
@@ -132,10 +138,13 @@ def onnx_target(path: Path, card_path: Path | None) -> Target:
             raise ValueError(f"{card_path}: input size {card.input_size} differs from {path}'s {runner.input_size}")
         dataset, data_root = card.training.dataset, card.training.data_root
         inference_scale, flips = card.architecture.inference_scale, card.architecture.test_time_flips
-    return Target(runner, runner.input_size, dataset, data_root,
-                  {"source": {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
-                              "card": str(card_path) if card_path else None}},
-                  inference_scale=inference_scale, test_time_flips=flips)
+    target = Target(runner, runner.input_size, dataset, data_root,
+                    {"source": {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
+                                "card": str(card_path) if card_path else None}},
+                    inference_scale=inference_scale, test_time_flips=flips)
+    if card_path is not None:
+        target.restore, target.pad_value = card.outputs.restore, card.input.resize.pad_value
+    return target
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -150,10 +159,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="checkpoint only: square model input side (default: the export size, 512)")
     parser.add_argument("--inference-scale", type=float, default=1.0,
                         help="checkpoint only: run the network on the input enlarged by this factor "
-                             "(as export_model.py --inference-scale does inside the graph)")
+                             "(as training.export --inference-scale does inside the graph)")
     parser.add_argument("--test-time-flips", nargs="+", choices=sorted(FLIP_AXES), default=[],
                         help="checkpoint only: average over these flips of the input (every combination), "
-                             "as export_model.py --test-time-flips does inside the graph")
+                             "as training.export --test-time-flips does inside the graph")
+    parser.add_argument("--restore", choices=get_args(RestoreMode),
+                        help="how the answer goes back to the image's size (default: the card's rule; "
+                             f"for a checkpoint {DEFAULT_RESTORE}, what the export writes into the card)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--dataset", help="dataset name (default: from the run config or the card)")
     parser.add_argument("--data-root", help="dataset folder (default: from the run config or the card)")
@@ -178,6 +190,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         target = checkpoint_target(args.checkpoint_path, args.input_size, args.inference_scale, args.test_time_flips)
     else:
         target = onnx_target(args.onnx, args.card)
+    target.restore = args.restore or target.restore
     output = args.output or (target.run_dir / f"eval_{args.split}.json" if target.run_dir else None)
     dataset_name = args.dataset or target.dataset
     if dataset_name is None:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.inference_graph import SIGNATURE, ExportGraph
-from training.model_card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME
+from modelcard.card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME
 
 MIN_ONNX_OPSET = 17
 BATCH_DIM_NAME = "batch"

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.model_card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME
+from modelcard.card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME
 
 SIGNATURE = "serving_default"
 

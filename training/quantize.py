@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training import parity
+from modelcard import parity
 from training.datasets import get_dataset
-from training.letterbox import letterbox
-from training.model_card import INT8_ROLE, ModelCard, load_card, sha256_file, validate_card, write_card
-from training.runtimes import OnnxRunner
+from training.datasets.parity_images import validation_images
+from modelcard.geometry import letterbox
+from modelcard.card import INT8_ROLE, ModelCard, load_card, sha256_file, validate_card, write_card
+from modelcard.onnx_runner import OnnxRunner
 
 DEFAULT_CALIBRATION_IMAGES = 64
 DEFAULT_KEEP_FP32: tuple[str, ...] = ()
@@ -35,7 +36,8 @@ def calibration_images(card: ModelCard, count: int) -> np.ndarray:
     """`count` training images spread over the card's training split, letterboxed to the model input."""
     dataset = get_dataset(card.training.dataset, root=card.training.data_root, split=card.training.split)
     picks = np.linspace(0, len(dataset.samples) - 1, num=min(count, len(dataset.samples))).round().astype(int)
-    return np.stack([letterbox(dataset.load_image(dataset.samples[index].image_path), card.input_size)[0]
+    return np.stack([letterbox(dataset.load_image(dataset.samples[index].image_path), card.input_size,
+                               card.input.resize.pad_value)[0]
                      for index in picks])
 
 
@@ -71,7 +73,7 @@ def add_int8_variant(card: ModelCard, calibration_count: int, keep_fp32: Sequenc
     target = source.with_name(source.name.removesuffix(".onnx") + INT8_SUFFIX)
     images = calibration_images(card, calibration_count)
     quantize(source, target, card.input.name, images, keep_fp32)
-    check_images = parity.validation_images(card.training.recipe, parity.DEFAULT_IMAGES, card.input_size,
+    check_images = validation_images(card.training.recipe, parity.DEFAULT_IMAGES, card.input_size,
                                             root=card.training.data_root)
     result = parity.measure(OnnxRunner(source)(check_images), OnnxRunner(target)(check_images))
     parity.check(INT8_ROLE, result)

@@ -34,7 +34,7 @@ from training.distribute import make_strategy, patch_keras_for_multiworker, work
 from training.losses import class_weights_from_counts, make_loss  # noqa: E402
 from training.fit_metrics import ForegroundDice, MeanIoU  # noqa: E402
 from training.model import build_deeplab  # noqa: E402
-from training.model_card import sha256_file  # noqa: E402
+from modelcard.card import sha256_file  # noqa: E402
 from training.schedule import WarmupCosine  # noqa: E402
 
 

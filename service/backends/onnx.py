@@ -14,10 +14,10 @@ import onnxruntime as ort
 
 from service.backends.base import Backend, InferenceResult
 from service.settings import OnnxSettings
-from training.model_card import ModelCard, Precision, verify_onnx
+from modelcard.card import ModelCard, Precision, verify_onnx
+from modelcard.onnx_runner import CPU_PROVIDER, open_session
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
-CPU_PROVIDER = "CPUExecutionProvider"
 
 
 def session_options_for(options: OnnxSettings) -> ort.SessionOptions:
@@ -58,7 +58,7 @@ class OnnxBackend(Backend):
                 "cudnn_conv_algo_search": "HEURISTIC",
             }
             providers.insert(0, (CUDA_PROVIDER, cuda_options))
-        self._session = ort.InferenceSession(str(self._path), session_options, providers=providers)
+        self._session = open_session(self._path, session_options, providers)
         if use_cuda and self._session.get_providers()[0] != CUDA_PROVIDER:
             raise RuntimeError(f"ONNX Runtime could not place {card.name} on CUDA device {options.cuda_device_id}")
         self._check_signature()

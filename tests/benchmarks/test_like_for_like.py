@@ -12,10 +12,11 @@ from PIL import Image
 from benchmarks.naive_server import create_app
 from benchmarks.raw import run_raw, session_for
 from service.backends.onnx import session_options_for
-from service.imaging import crop_to_image, decode_image, restore_labels
+from modelcard.geometry import crop, resize_labels
+from service.imaging import decode_image
 from service.settings import OnnxSettings
 from tests.support.service import run_onnx
-from training.letterbox import letterbox
+from modelcard.geometry import letterbox
 
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]
@@ -33,7 +34,7 @@ def test_naive_server_answers_the_services_mask(segmentation_model, kvasir_image
             mask = Image.open(io.BytesIO(response.content))
             pixels = np.asarray(decode_image(data, 10**9))
             canvas, placement = letterbox(pixels, card.input_size)
-            expected = restore_labels(crop_to_image(run_onnx(card, canvas), placement), pixels.shape[:2])
+            expected = resize_labels(crop(run_onnx(card, canvas), placement), pixels.shape[:2])
             assert mask.mode == "P" and np.array_equal(np.asarray(mask), expected)
 
 

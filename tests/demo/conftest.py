@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import *  # noqa: F403 - the shared service fixtures
 from tests.support.service import PROJECT_ROOT
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -42,9 +42,9 @@ def test_gpu_image_is_based_on_ngc_tensorrt_and_starts_through_the_entrypoint(pr
     assert re.search(r"(?m)^ARG TENSORRT_IMAGE=nvcr\.io/nvidia/tensorrt:\S+-py3$", text)
     # NGC's entrypoint (driver and forward-compatibility checks) still runs, then ours
     assert 'ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "/usr/local/bin/entrypoint.sh"]' in text
-    assert "RUN python -m service.tensorrt.host" in stages(text)[1]  # TensorRT visible, CUDA majors agree
+    assert "RUN python -m service.backends.tensorrt.host" in stages(text)[1]  # TensorRT visible, CUDA majors agree
     entrypoint = (project_root / "docker/entrypoint.sh").read_text()
-    assert "python -m service.tensorrt.ensure_engines" in entrypoint
+    assert "python build_engine.py ensure" in entrypoint
     assert entrypoint.rstrip().endswith('exec python -m service "$@"')
 
 

@@ -26,9 +26,9 @@ def test_shellcheck_passes(project_root, script):
 
 def test_gpu_check_runs_every_gpu_step(project_root):
     text = (project_root / "scripts/gpu_check.sh").read_text()
-    for step in ("nvidia-smi", '"$PYTHON" -m service.tensorrt.host',
+    for step in ("nvidia-smi", '"$PYTHON" -m service.backends.tensorrt.host',
                  "tests/engine/test_gpu.py", "build_engine.py", "--opt-batch 8", "--compare-onnxruntime",
-                 "-m service.tensorrt.report", "--backend tensorrt", "/readyz", "/segment", "x-backend: tensorrt"):
+                 "build_engine.py report", "--backend tensorrt", "/readyz", "/segment", "x-backend: tensorrt"):
         assert step in text
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service.tensorrt.sidecar import BatchProfile, Platform, Sidecar
-from training.model_card import load_card
+from service.backends.tensorrt.sidecar import BatchProfile, Platform, Sidecar
+from modelcard.card import load_card
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 H200 = Platform(tensorrt_version="10.13.3.9", gpu_name="NVIDIA H200", compute_capability="9.0")
@@ -30,7 +30,7 @@ def shipped_card() -> Path | None:
 
 def export_tiny_model(directory: Path) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training import export_model
+    from training import export
     from training.config import TrainConfig
     from training.model import build_deeplab
 
@@ -42,7 +42,7 @@ def export_tiny_model(directory: Path) -> Path:
     (run / "config.json").write_text(json.dumps(config))
     model = build_deeplab(2, backbone="mobilenetv2", input_size=(64, 64), backbone_options={"alpha": 0.35})
     model.save_weights(run / "best.weights.h5")
-    export_model.main(["--checkpoint_path", str(run), "--output_dir", str(directory / "export"),
+    export.main(["--checkpoint_path", str(run), "--output_dir", str(directory / "export"),
                        "--onnx", "--input-size", "64", "--name", "tiny", "--parity-images", "2"])
     return directory / "export" / "tiny.json"
 
@@ -65,7 +65,7 @@ def exported_card(exported_card_path):
 @pytest.fixture(scope="session")
 def real_images(exported_card):
     """8 validation images of the exported model's dataset, letterboxed to its input size."""
-    from service.tensorrt.checks import sample_images
+    from engine_builder.checks import sample_images
     from training.datasets import data_root
 
     try:

@@ -10,8 +10,8 @@ import threading
 
 import numpy as np
 
-from service.tensorrt.buffers import TensorSpec
-from service.tensorrt.errors import TensorRTError
+from service.backends.tensorrt.buffers import TensorSpec
+from service.backends.tensorrt.errors import TensorRTError
 
 H, W, C = 4, 6, 3
 SPECS = [TensorSpec("image", np.dtype(np.uint8), (H, W, 3), True),

@@ -12,9 +12,9 @@ import types
 import numpy as np
 import pytest
 
-from service.backends import tensorrt as trt_backend
-from service.tensorrt.errors import TensorRTError
-from service.tensorrt.sidecar import write_sidecar
+from service.backends.tensorrt import backend as trt_backend
+from service.backends.tensorrt.errors import TensorRTError
+from service.backends.tensorrt.sidecar import write_sidecar
 from tests.engine.fakes import C, H, W, FakeContext, FakeCuda
 
 NAMES = ("pixels", "mask", "scores")  # a card that does not use the default tensor names

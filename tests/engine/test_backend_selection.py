@@ -6,9 +6,9 @@ import logging
 import pytest
 
 from service.backends import BackendUnavailable, SPECS, load_backend
-from service.backends import tensorrt as trt_backend
+from service.backends.tensorrt import backend as trt_backend
 from service.settings import Settings
-from service.tensorrt.sidecar import write_sidecar
+from service.backends.tensorrt.sidecar import write_sidecar
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_a_matching_plan_in_the_cache_is_chosen(exported_card, gpu_host, make_si
 def test_the_plan_is_matched_against_the_configured_gpu_not_gpu_0(exported_card, gpu_host, make_sidecar,
                                                                    monkeypatch, h200):
     """GPU 0 an L4, GPU 1 the H200 the plan was built on: serving on GPU 1 must find the plan."""
-    from service.tensorrt.sidecar import Platform
+    from service.backends.tensorrt.sidecar import Platform
 
     l4 = Platform(h200.tensorrt_version, "NVIDIA L4", "8.9")
     monkeypatch.setattr(trt_backend, "current_platform", lambda device: {0: l4, 1: h200}[device])

@@ -10,9 +10,9 @@ import types
 
 import pytest
 
-from service.tensorrt import builder
-from service.tensorrt.errors import OnnxParseError, TensorRTError
-from service.tensorrt.sidecar import BatchProfile
+from engine_builder import builder
+from service.backends.tensorrt.errors import OnnxParseError, TensorRTError
+from service.backends.tensorrt.sidecar import BatchProfile
 
 
 class FakeParserError:

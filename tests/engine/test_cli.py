@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.tensorrt import cli, cuda, host
-from service.tensorrt.checks import measure_throughput
-from service.tensorrt.errors import CudaUnavailable, TensorRTNotInstalled
+from engine_builder import cli
+from service.backends.tensorrt import cuda, host
+from engine_builder.checks import measure_throughput
+from service.backends.tensorrt.errors import CudaUnavailable, TensorRTNotInstalled
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,7 +170,7 @@ def stand_in_build(monkeypatch, h200):
 
 def test_a_plan_that_fails_its_check_or_crashes_mid_check_is_never_written(exported_card_path, tmp_path, capsys,
                                                                            monkeypatch, stand_in_build):
-    from service.tensorrt.errors import ParityFailure
+    from service.backends.tensorrt.errors import ParityFailure
 
     def failing_check(*args, **kwargs):
         raise ParityFailure("labels agree on 91% of pixels")
@@ -199,7 +200,7 @@ def test_a_checked_plan_is_written_with_its_parity_and_the_graph_tensorrt_accept
     status, _ = run_cli([exported_card_path.with_suffix(".onnx"), "-o", plan], capsys)
     assert status == 0 and plan.read_bytes() == b"PLAN" == checked["candidate"]
     assert checked["plan exists during the check"] is False
-    from service.tensorrt.sidecar import read_sidecar
+    from service.backends.tensorrt.sidecar import read_sidecar
 
     assert read_sidecar(plan).parity["label_agreement"] == 1.0
     fed = stand_in_build["fed"]

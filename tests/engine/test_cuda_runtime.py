@@ -13,10 +13,10 @@ import types
 import numpy as np
 import pytest
 
-from service.tensorrt import cuda
-from service.tensorrt.buffers import TensorSpec
-from service.tensorrt.errors import TensorRTError
-from service.tensorrt.runner import EngineRunner
+from service.backends.tensorrt import cuda
+from service.backends.tensorrt.buffers import TensorSpec
+from service.backends.tensorrt.errors import TensorRTError
+from service.backends.tensorrt.runner import EngineRunner
 from tests.engine.fakes import CopyContext
 
 SUCCESS, INVALID_VALUE, INVALID_DEVICE = 0, 1, 101

@@ -4,8 +4,9 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from service.tensorrt import fp16
-from service.tensorrt.checks import MIN_LABEL_AGREEMENT, sample_images
+from engine_builder import fp16
+from engine_builder.checks import sample_images
+from modelcard.parity import TOLERANCES
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_sensitive_ops_run_in_fp32(fp16_model):
 def test_fp16_labels_agree_with_fp32_on_real_images(exported_card_path, fp16_model, real_images):
     parity = fp16.fp16_parity(exported_card_path.with_suffix(".onnx"), fp16_model, real_images)
     assert parity.images == len(real_images) == 8
-    assert parity.label_agreement >= MIN_LABEL_AGREEMENT
+    assert parity.label_agreement >= TOLERANCES["onnx_fp16"][1]
     assert parity.max_abs_prob_diff < 0.05
 
 

@@ -10,15 +10,15 @@ import importlib.util
 import numpy as np
 import pytest
 
-from service.tensorrt.buffers import TensorSpec
-from service.tensorrt.errors import TensorRTError
+from service.backends.tensorrt.buffers import TensorSpec
+from service.backends.tensorrt.errors import TensorRTError
 from tests.engine.fakes import CopyContext
 
 
 def cuda_runtime_or_skip():
     if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
         pytest.skip("cuda-python is not installed (the gpu extra brings it)")
-    from service.tensorrt.cuda import CudaRuntime
+    from service.backends.tensorrt.cuda import CudaRuntime
 
     try:
         return CudaRuntime()
@@ -37,7 +37,7 @@ def test_pinned_device_round_trip_on_a_stream():
     cuda = cuda_runtime_or_skip()
     specs = [TensorSpec("image", np.dtype(np.uint8), (8, 8, 3), True),
              TensorSpec("labels", np.dtype(np.uint8), (8, 8, 3), False)]
-    from service.tensorrt.runner import EngineRunner
+    from service.backends.tensorrt.runner import EngineRunner
 
     runner = EngineRunner(CopyContext(device_copy, 8 * 8 * 3), specs, 4, cuda)
     try:
@@ -52,10 +52,10 @@ def test_pinned_device_round_trip_on_a_stream():
                     reason="TensorRT is not installed (NGC image or `pip install tensorrt`)")
 def test_tensorrt_build_and_backend_match_onnx_runtime(exported_card_path, exported_card, tmp_path):
     cuda_runtime_or_skip()
-    from service.backends.tensorrt import TensorRTBackend
-    from service.tensorrt import cli
-    from service.tensorrt.checks import sample_images
-    from training.runtimes import OnnxRunner
+    from service.backends.tensorrt.backend import TensorRTBackend
+    from engine_builder import cli
+    from engine_builder.checks import sample_images
+    from modelcard.onnx_runner import OnnxRunner
 
     plan = tmp_path / "model.plan"
     assert cli.main([str(exported_card_path.with_suffix(".onnx")), "-o", str(plan), "--max-batch", "4",

@@ -6,8 +6,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from service.tensorrt import fp16, graph
-from training.runtimes import OnnxRunner
+from engine_builder import fp16, graph
+from modelcard.onnx_runner import OnnxRunner
 
 
 def uint8_casts_from_non_float(model):

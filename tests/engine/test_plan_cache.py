@@ -6,10 +6,11 @@ import shutil
 
 import pytest
 
-from service.tensorrt import ensure_engines
-from service.tensorrt.cli import parser as build_parser
-from service.tensorrt.plan_cache import decide, find_matching_plan, plan_path
-from service.tensorrt.sidecar import Platform, write_sidecar
+from engine_builder import ensure_engines
+from engine_builder.cli import parser as build_parser
+from modelcard.files import plan_path
+from service.backends.tensorrt.plan_cache import decide, find_matching_plan
+from service.backends.tensorrt.sidecar import Platform, write_sidecar
 
 
 def place_plan(directory, sidecar, name="tiny"):

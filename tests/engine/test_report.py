@@ -2,8 +2,8 @@
 
 import pytest
 
-from service.tensorrt import report
-from service.tensorrt.sidecar import write_sidecar
+from engine_builder import report
+from service.backends.tensorrt.sidecar import write_sidecar
 
 
 def timings(*rows):

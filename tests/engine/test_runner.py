@@ -6,9 +6,9 @@ import threading
 import numpy as np
 import pytest
 
-from service.tensorrt.buffers import TensorSpec, check_images, outputs_to_copy
-from service.tensorrt.errors import TensorRTError
-from service.tensorrt.runner import EngineRunner
+from service.backends.tensorrt.buffers import TensorSpec, check_images, outputs_to_copy
+from service.backends.tensorrt.errors import TensorRTError
+from service.backends.tensorrt.runner import EngineRunner
 from tests.engine.fakes import C, H, SPECS, W, FakeContext, FakeCuda
 
 def make_runner(max_batch=4, **context_options):

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from service.tensorrt.cli import parser as build_parser
-from service.tensorrt.errors import EngineMismatch, SidecarError
-from service.tensorrt.sidecar import (BatchProfile, Platform, mismatches, read_sidecar, rebuild_command,
-                                      sidecar_path, verify, write_sidecar)
+from engine_builder.cli import parser as build_parser
+from service.backends.tensorrt.errors import EngineMismatch, SidecarError
+from modelcard.files import sidecar_path
+from service.backends.tensorrt.sidecar import (BatchProfile, Platform, mismatches, read_sidecar, rebuild_command,
+                                               verify, write_sidecar)
 
 
 def test_sidecar_round_trips_beside_the_plan_without_touching_the_model_card(tmp_path, make_sidecar):
@@ -87,7 +88,7 @@ def test_sidecars_are_replaced_whole_or_not_at_all(tmp_path, make_sidecar, monke
     """A crash mid-write on the engine volume must leave the previous sidecar readable."""
     import os
 
-    from service.tensorrt import files
+    from service.backends.tensorrt import files
 
     plan = tmp_path / "polyp.plan"
     write_sidecar(make_sidecar(), plan)

@@ -1,16 +1,8 @@
-"""Reliability tests start real service processes with the shared fixtures of tests/support/."""
+"""Reliability tests start real service processes (the shared fixtures are in tests/conftest.py)."""
 
 import pytest
 
 from benchmarks import procfs
-from tests.support.fixtures import (  # noqa: F401 - fixtures
-    camvid_image,
-    cards,
-    dataset_root,
-    kvasir_images,
-    models_dir,
-    service_factory,
-)
 
 
 @pytest.fixture

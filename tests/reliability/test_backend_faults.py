@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.reliability.faulty_service import POISON
 from tests.support.prometheus import sample
-from training.model_card import load_card, sha256_file
+from modelcard.card import load_card, sha256_file
 
 
 def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:

@@ -1,15 +1,8 @@
-"""Fixtures for the service tests: models in a models directory, real images, real server processes.
-
-They live in tests/support/ (shared with the reliability and demo tests); the helpers the tests
-import from here are re-exported below.
-"""
+"""Fixtures of the service tests alone (the shared ones are in tests/conftest.py)."""
 
 from pathlib import Path
 
 import pytest
-
-from tests.support.fixtures import *  # noqa: F403 - the shared service fixtures
-from tests.support.service import ServiceProcess, free_port, run_onnx  # noqa: F401 - imported by the tests
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.imaging import crop_to_image, decode_image, restore_labels
-from training.letterbox import letterbox
+from modelcard.geometry import crop, resize_labels
+from service.imaging import decode_image
+from modelcard.geometry import letterbox
 
-from .conftest import run_onnx
+from tests.support.service import ServiceProcess, run_onnx
 
 pycocotools_mask = pytest.importorskip("pycocotools.mask", reason="pycocotools (dev dependency) decodes the RLE")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -24,8 +25,6 @@ LIMITS = {"SEG_LIMITS__MAX_BODY_BYTES": str(2 * 1024 * 1024), "SEG_LIMITS__MAX_I
 @pytest.fixture(scope="module")
 def service(models_dir, tmp_path_factory):
     """One server for the module, with small limits so that each one can be hit cheaply."""
-    from .conftest import ServiceProcess
-
     server = ServiceProcess(models_dir, tmp_path_factory.mktemp("api") / "service.log", env=LIMITS).start()
     yield server
     server.stop()
@@ -54,7 +53,7 @@ def expected_mask(card, data: bytes) -> np.ndarray:
     """What the service must answer: the same decode and letterbox, the ONNX file run directly."""
     pixels = np.asarray(decode_image(data, 10**9))
     canvas, placement = letterbox(pixels, card.input_size)
-    return restore_labels(crop_to_image(run_onnx(card, canvas), placement), pixels.shape[:2])
+    return resize_labels(crop(run_onnx(card, canvas), placement), pixels.shape[:2])
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict:

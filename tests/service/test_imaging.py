@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from service.errors import ServiceError
-from service.imaging import check_content_type, crop_to_image, decode_image, restore_labels
-from training.letterbox import letterbox
+from modelcard.geometry import crop, resize_labels
+from service.imaging import check_content_type, decode_image
+from modelcard.geometry import letterbox
 
 LIMIT = 10_000_000
 
@@ -145,7 +146,7 @@ def test_labels_map_back_to_the_original_pixels(size):
     pixels[:, width // 2 :] = 255  # right half white
     canvas, placement = letterbox(pixels, (64, 64))
     model_labels = (canvas[..., 0] > 127).astype(np.uint8)  # a "model" that labels white pixels 1
-    restored = restore_labels(crop_to_image(model_labels, placement), (height, width))
+    restored = resize_labels(crop(model_labels, placement), (height, width))
     assert restored.shape == (height, width)
     expected = (pixels[..., 0] > 127).astype(np.uint8)
     # Only columns within one model pixel of the boundary may differ (a model pixel covers

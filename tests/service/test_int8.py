@@ -11,9 +11,10 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from service.imaging import crop_to_image, decode_image, restore_labels
-from training.letterbox import letterbox
-from training.model_card import load_card
+from modelcard.geometry import crop, resize_labels
+from service.imaging import decode_image
+from modelcard.geometry import letterbox
+from modelcard.card import load_card
 from training.quantize import main as quantize_main
 
 
@@ -44,5 +45,5 @@ def test_the_service_serves_the_int8_file_when_asked(service_factory, int8_model
     canvas, placement = letterbox(pixels, card.input_size)
     session = ort.InferenceSession(str(card.onnx_file("int8")), providers=["CPUExecutionProvider"])
     labels = session.run([card.outputs.labels.name], {card.input.name: canvas[None]})[0][0]
-    expected = restore_labels(crop_to_image(labels, placement), pixels.shape[:2])
+    expected = resize_labels(crop(labels, placement), pixels.shape[:2])
     assert (served == expected).mean() > 0.9999, "the served mask is not the INT8 model's"

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.prometheus import sample
 
-from .conftest import free_port
+from tests.support.service import ServiceProcess, free_port
 
 EXPECTED_FAMILIES = (
     "seg_http_requests_total", "seg_http_request_duration_seconds", "seg_http_requests_in_flight",
@@ -25,8 +25,6 @@ EXPECTED_FAMILIES = (
 @pytest.fixture(scope="module")
 def scraped(models_dir, tmp_path_factory, camvid_image):
     """A server that has answered a few requests of each kind, and its /metrics text."""
-    from .conftest import ServiceProcess
-
     server = ServiceProcess(models_dir, tmp_path_factory.mktemp("metrics") / "service.log").start()
     with httpx.Client(base_url=server.url, timeout=60) as client:
         for _ in range(3):

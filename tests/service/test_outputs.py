@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import httpx
 import numpy as np
@@ -17,9 +18,9 @@ from PIL import Image
 from service.imaging import decode_image
 from service.uncertainty import normalised_entropy
 from tests.support.prometheus import sample
-from training.letterbox import letterbox, restore_probabilities
+from modelcard.geometry import crop, letterbox, resize_channels
 
-from .conftest import ServiceProcess
+from tests.support.service import ServiceProcess
 
 pycocotools_mask = pytest.importorskip("pycocotools.mask", reason="pycocotools (dev dependency) rasterises polygons")
 shapely_geometry = pytest.importorskip("shapely.geometry", reason="shapely validates the GeoJSON")
@@ -72,11 +73,13 @@ def reference_probabilities(card, path) -> np.ndarray:
     canvas, placement = letterbox(pixels, card.input_size)
     session = ort.InferenceSession(str(card.onnx_path), providers=["CPUExecutionProvider"])
     probabilities = session.run([card.outputs.probabilities.name], {card.input.name: canvas[None]})[0][0]
-    return restore_probabilities(probabilities, placement, pixels.shape[:2])
+    return resize_channels(crop(probabilities, placement), pixels.shape[:2])
 
 
-def test_probabilities_sum_to_one_and_their_argmax_is_the_label_map(client, segmentation_model, kvasir_images):
+def test_probabilities_sum_to_one_and_every_format_labels_by_the_cards_rule(client, segmentation_model,
+                                                                            kvasir_images):
     card, path = segmentation_model, kvasir_images[0]
+    assert card.outputs.restore == "labels-nearest"  # what exports write; the other rule is tested below
     response = post(client, path, card.name, "probabilities")
     assert response.headers["content-type"] == "application/x-npy"
     quantised = np.load(io.BytesIO(response.content))
@@ -85,13 +88,36 @@ def test_probabilities_sum_to_one_and_their_argmax_is_the_label_map(client, segm
     assert np.abs(sums - 255).max() <= (card.num_classes + 2) / 2
     expected = reference_probabilities(card, path)
     assert np.abs(quantised / 255 - expected).max() <= 1.5 / 255
-    # The same rule gives every probability-based answer its labels: exactly equal...
+    # One rule gives every answer its labels, whatever the format: exactly equal...
     labelled = rle_labels(post(client, path, card.name, "rle", uncertainty="true").json())
-    assert np.array_equal(quantised.argmax(axis=-1), labelled)
-    assert (labelled == expected.argmax(axis=-1)).mean() >= 0.9999  # float noise may flip an exact tie
-    # ...and the plain PNG (nearest-neighbour labels) differs only on border pixels.
     png = png_labels(post(client, path, card.name, "png"))
-    assert (png == labelled).mean() >= 0.99
+    assert np.array_equal(png, labelled)
+    # ...and the bilinear probabilities' argmax differs from those nearest-neighbour labels only on borders.
+    assert 0.99 <= (quantised.argmax(axis=-1) == labelled).mean()
+
+
+@pytest.fixture(scope="module")
+def bilinear_client(segmentation_model, tmp_path_factory):
+    """A server on a copy of the model whose card names the other restore rule."""
+    directory = tmp_path_factory.mktemp("bilinear-restore")
+    (directory / segmentation_model.onnx_path.name).symlink_to(segmentation_model.onnx_path.resolve())
+    card = segmentation_model.to_json()
+    card["outputs"]["restore"] = "probabilities-bilinear"
+    (directory / segmentation_model.path.name).write_text(json.dumps(card))
+    server = ServiceProcess(directory, directory / "service.log").start()
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client
+    server.stop()
+
+
+def test_a_card_that_names_bilinear_restore_gets_the_argmax_of_the_resized_probabilities(
+        bilinear_client, segmentation_model, kvasir_images):
+    card, path = segmentation_model, kvasir_images[0]
+    expected = reference_probabilities(card, path).argmax(axis=-1)
+    for fmt in ("png", "rle"):
+        response = post(bilinear_client, path, card.name, fmt)
+        labels = png_labels(response) if fmt == "png" else rle_labels(response.json())
+        assert (labels == expected).mean() >= 0.9999  # float noise may flip an exact tie
 
 
 def test_uncertainty_map_is_the_normalised_entropy_as_an_8_bit_png(client, segmentation_model, kvasir_images):

@@ -10,7 +10,7 @@ import pytest
 from service.backends import Backend
 from service.errors import ServiceError
 from service.registry import ModelRegistry
-from service.repository import find_cards
+from modelcard.files import find_cards
 from service.settings import Settings
 
 

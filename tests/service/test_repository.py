@@ -15,7 +15,7 @@ from service.registry import ModelRegistry
 from service.repository import scan
 from service.settings import Settings
 from tests.support.service import add_version
-from training.model_card import ModelCard
+from modelcard.card import ModelCard
 
 
 def grey(card: ModelCard) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import ServiceProcess, run_onnx
+from tests.support.service import ServiceProcess, run_onnx
 
 tritonclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] (dev dependency)")
 kserve = pytest.importorskip("kserve", reason="kserve (dev dependency)")

@@ -24,8 +24,8 @@ import httpx
 import numpy as np
 
 from benchmarks.processes import free_port, launch
-from service.repository import find_cards
-from training.model_card import ModelCard, load_card, sha256_file
+from modelcard.files import find_cards
+from modelcard.card import ModelCard, load_card, sha256_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CAMVID_CLASSES = [
@@ -49,9 +49,9 @@ def shipped_models() -> Path | None:
 
 
 def export_tiny_models(directory: Path) -> Path:
-    """Export TINY_MODELS, untrained, at 128x128 with training/export_model.py into `directory`/engines."""
+    """Export TINY_MODELS, untrained, at 128x128 with python -m training.export into `directory`/engines."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training import export_model
+    from training import export
     from training.config import TrainConfig
     from training.model import build_deeplab
 
@@ -66,7 +66,7 @@ def export_tiny_models(directory: Path) -> Path:
         model = build_deeplab(len(classes), backbone="mobilenetv2", input_size=(128, 128),
                               backbone_options={"alpha": 0.35})
         model.save_weights(run / "best.weights.h5")
-        export_model.main(["--checkpoint_path", str(run), "--output_dir", str(directory / f"export-{name}"),
+        export.main(["--checkpoint_path", str(run), "--output_dir", str(directory / f"export-{name}"),
                            "--onnx", "--input-size", "128", "--name", name, "--parity-images", "1",
                            "--engines-dir", str(engines)])
     return engines

@@ -7,18 +7,8 @@ import pytest
 from PIL import Image
 
 from training.datasets import data_root
+from tests.support.images import save_gray, save_rgb
 from training.datasets.voc import PALETTE as VOC_PALETTE
-
-
-def save_rgb(path: Path, height: int, width: int, seed: int = 0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-
-
-def save_gray(path: Path, values: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(values.astype(np.uint8), mode="L").save(path)
 
 
 @pytest.fixture
@@ -130,12 +120,12 @@ def tiny_kvasir_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_kvasir_export(tiny_kvasir_run, tmp_path_factory) -> dict:
-    """``training/export_model.py --onnx --int8 --tflite --engines-dir`` on ``tiny_kvasir_run``: the
+    """``python -m training.export --onnx --int8 --tflite --engines-dir`` on ``tiny_kvasir_run``: the
     exporter's summary plus ``output_dir`` and ``engines_dir``."""
-    from training import export_model
+    from training import export
 
     output_dir, engines_dir = tmp_path_factory.mktemp("export"), tmp_path_factory.mktemp("engines")
-    args = export_model.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(output_dir),
+    args = export.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(output_dir),
                                     "--input-size", str(TINY_INPUT_SIZE), "--onnx", "--int8", "--tflite", "--name", "tiny",
                                     "--engines-dir", str(engines_dir)])
-    return {**export_model.export(args), "output_dir": output_dir, "engines_dir": engines_dir}
+    return {**export.export(args), "output_dir": output_dir, "engines_dir": engines_dir}

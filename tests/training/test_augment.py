@@ -20,7 +20,7 @@ from training.datasets.augment import (
     random_transform,
 )
 
-from .conftest import save_gray
+from tests.support.images import save_gray
 
 COLOURS = np.array(
     [[30, 30, 30], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.float32
@@ -275,7 +275,7 @@ def test_inference_letterbox_pads_like_the_training_pipeline():
     import numpy as np
 
     from training.datasets.augment import IMAGE_FILL
-    from training.letterbox import letterbox
+    from modelcard.geometry import letterbox
 
     canvas, placement = letterbox(np.zeros((10, 20, 3), np.uint8), (20, 20))
     assert placement.top == 5

@@ -6,7 +6,7 @@ from PIL import Image
 
 from training.datasets import IGNORE_INDEX, class_pixel_counts, get_dataset
 
-from .conftest import save_gray, save_rgb
+from tests.support.images import save_gray, save_rgb
 
 
 @pytest.mark.parametrize(

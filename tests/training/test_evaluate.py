@@ -11,7 +11,7 @@ from PIL import Image
 
 from training import evaluate
 from training.datasets import IGNORE_INDEX, data_root, get_dataset
-from training.letterbox import PAD_VALUE, letterbox, restore_probabilities
+from modelcard.geometry import PAD_VALUE, crop, letterbox, resize_channels
 
 SCORE_KEYS = {"mean_iou", "per_class_iou", "dice", "per_class_dice", "pixel_accuracy", "confusion_matrix"}
 
@@ -42,16 +42,16 @@ def test_onnx_evaluation_writes_scores_over_original_resolution_pixels(onnx_path
     assert scores["pixel_accuracy"] == pytest.approx(np.trace(confusion) / original_pixels)
 
 
-def test_predicted_masks_come_back_at_each_images_own_size(onnx_path):
-    from training.runtimes import OnnxRunner
-
-    runner = OnnxRunner(onnx_path)
+def test_predicted_masks_come_back_at_each_images_own_size_by_either_restore_rule(onnx_path):
+    target = evaluate.onnx_target(onnx_path, card_path=None)
     dataset = get_dataset("kvasir", split="val")
     images = [dataset.load_image(sample.image_path) for sample in dataset.samples[:6]]
     assert len({image.shape for image in images}) > 1, "want images of different sizes"
-    for image in images:
-        labels = evaluate.predict_labels(runner, image, runner.input_size)
-        assert labels.shape == image.shape[:2] and labels.dtype == np.uint8
+    for mode in ("labels-nearest", "probabilities-bilinear"):
+        target.restore = mode
+        for image in images:
+            labels = evaluate.predict_labels(target, image)
+            assert labels.shape == image.shape[:2] and labels.dtype == np.uint8
 
 
 @pytest.mark.usefixtures("real_data_root")
@@ -67,7 +67,7 @@ def test_letterbox_keeps_aspect_ratio_and_maps_a_mask_back_onto_its_pixels(size)
     padding[placement.top:placement.top + placement.height, placement.left:placement.left + placement.width] = False
     assert (boxed[padding] == PAD_VALUE).all(), "padding must be the training pipeline's mid-grey"
     foreground = boxed[..., 0].astype(np.float32) / 255
-    restored = restore_probabilities(np.stack([1 - foreground, foreground], axis=-1), placement, mask.shape)
+    restored = resize_channels(crop(np.stack([1 - foreground, foreground], axis=-1), placement), mask.shape)
     assert restored.shape == (*mask.shape, 2)
     assert np.mean(restored.argmax(axis=-1) == mask) > 0.98
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import parity
+from modelcard import parity
 from training.datasets import get_dataset
-from training.letterbox import letterbox
-from training.model_card import ModelCardError, load_card, sha256_file, verify_onnx
+from modelcard.geometry import letterbox
+from modelcard.card import ModelCardError, load_card, sha256_file, verify_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTS = ("saved_model", "onnx", "tflite_fp32", "tflite_fp16", "onnx_int8")
@@ -49,7 +49,8 @@ def test_exporter_checked_every_format_within_tolerance(tiny_kvasir_export):
 
 def test_onnx_and_tflite_match_keras_and_each_other_on_other_real_images(tiny_kvasir_export, fresh_images,
                                                                           keras_outputs):
-    from training.runtimes import OnnxRunner, TFLiteRunner
+    from modelcard.onnx_runner import OnnxRunner
+    from training.tflite_runner import TFLiteRunner
 
     files = tiny_kvasir_export["files"]
     onnx = OnnxRunner(files["onnx"])(fresh_images)
@@ -69,7 +70,7 @@ def test_onnx_and_tflite_match_keras_and_each_other_on_other_real_images(tiny_kv
 def test_onnx_interface_is_uint8_nhwc_with_dynamic_batch_and_opset_17(tiny_kvasir_export, fresh_images):
     import onnx
 
-    from training.runtimes import OnnxRunner
+    from modelcard.onnx_runner import OnnxRunner
 
     model = onnx.load(tiny_kvasir_export["files"]["onnx"])
     assert {op.domain: op.version for op in model.opset_import}[""] >= 17
@@ -98,7 +99,7 @@ def test_card_is_complete_and_describes_the_export(tiny_kvasir_export, tiny_kvas
     assert card.architecture.backbone_options == {"alpha": 0.35}
     assert card.training.pretrained is False and "from scratch" in card.training.note
     assert card.training.recipe["crop_size"] == 64
-    for command in ("python -m training.train", "python -m training.evaluate", "training/export_model.py"):
+    for command in ("python -m training.train", "python -m training.evaluate", "python -m training.export"):
         assert command in card.training.reproduce
     assert {kind: entry.model_dump() for kind, entry in card.export_parity.items()} == \
         tiny_kvasir_export["export_parity"]
@@ -181,7 +182,7 @@ def test_parity_check_fails_loudly_outside_tolerance():
 
 def test_export_metrics_are_used_only_for_the_same_weights_size_scale_and_flips(tiny_kvasir_run, tmp_path, capsys):
     from training.checkpoint import resolve_checkpoint
-    from training.export_model import matching_metrics
+    from training.export import matching_metrics
 
     checkpoint = resolve_checkpoint(tiny_kvasir_run)
     evaluation = json.loads((tiny_kvasir_run / "eval_val.json").read_text())  # at 96 px, inference scale 1
@@ -195,12 +196,11 @@ def test_export_metrics_are_used_only_for_the_same_weights_size_scale_and_flips(
     assert matching_metrics(other, checkpoint, 96, 1.0, []) is None
 
 
-def test_cli_runs_as_a_script_and_as_a_module_and_names_a_missing_config(tmp_path):
-    for entry in (["training/export_model.py"], ["-m", "training.export_model"]):
-        shown = subprocess.run([sys.executable, *entry, "--help"], cwd=ROOT, capture_output=True, text=True)
-        assert shown.returncode == 0 and "--checkpoint_path" in shown.stdout, shown.stderr
+def test_cli_runs_as_a_module_and_names_a_missing_config(tmp_path):
+    shown = subprocess.run([sys.executable, "-m", "training.export", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert shown.returncode == 0 and "--checkpoint_path" in shown.stdout, shown.stderr
     (tmp_path / "best.weights.h5").write_bytes(b"")
-    failed = subprocess.run([sys.executable, "training/export_model.py", "--checkpoint_path", str(tmp_path)],
+    failed = subprocess.run([sys.executable, "-m", "training.export", "--checkpoint_path", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True)
     assert failed.returncode != 0 and f"{tmp_path / 'config.json'}: missing" in failed.stderr
 
@@ -271,15 +271,15 @@ def test_flip_averaged_model_averages_the_probabilities_of_every_flipped_view(ti
 def scaled_export(tiny_kvasir_run, tmp_path_factory) -> dict:
     """ONNX export at inference scale 1.5 averaged over horizontal flips, its card carrying the
     checkpoint's evaluation of that same graph."""
-    from training import evaluate, export_model
+    from training import evaluate, export
 
     work = tmp_path_factory.mktemp("scaled")
     graph = ["--input-size", "96", "--inference-scale", "1.5", "--test-time-flips", "horizontal"]
     evaluate.main(["--checkpoint_path", str(tiny_kvasir_run), *graph,
                    "--limit", "2", "--split", "val", "--output", str(work / "eval.json"), "--no-progress"])
-    args = export_model.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(work / "out"),
+    args = export.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(work / "out"),
                                     *graph, "--onnx", "--name", "scaled", "--metrics", str(work / "eval.json")])
-    return {**export_model.export(args), "evaluation": json.loads((work / "eval.json").read_text())}
+    return {**export.export(args), "evaluation": json.loads((work / "eval.json").read_text())}
 
 
 def test_scaled_export_keeps_the_interface_and_its_card_records_the_scale(scaled_export):

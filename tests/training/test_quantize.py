@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 from training.datasets import get_dataset
-from training.letterbox import letterbox
-from tests.support.fixtures import cards, models_dir, segmentation_model  # noqa: F401 - fixtures
-from training.model_card import ModelCardError, load_card, verify_onnx
+from modelcard.geometry import letterbox
+from modelcard.card import ModelCardError, load_card, verify_onnx
 from training.quantize import main as quantize_main
-from training.runtimes import OnnxRunner
+from modelcard.onnx_runner import OnnxRunner
 
 ENGINES = Path(__file__).resolve().parents[2] / "engines"
 BUNDLED = ("polyp", "camvid")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..letterbox import letterbox
+from modelcard.geometry import letterbox
 from .base import IGNORE_INDEX
 
 IMAGE_FILL = 127.5
@@ -189,7 +189,7 @@ def letterbox_pair(
     image: np.ndarray, mask: np.ndarray, crop_size: int | tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic eval view: the image letterboxed exactly as evaluation and the service do it
-    (`training.letterbox`), the mask resized (nearest) into the same place, padding ignored."""
+    (`modelcard.geometry`), the mask resized (nearest) into the same place, padding ignored."""
     canvas, placement = letterbox(np.asarray(image, np.uint8), crop_shape(crop_size))
     resized_mask = Image.fromarray(np.asarray(mask, np.uint8)).resize(
         (placement.width, placement.height), Image.Resampling.NEAREST

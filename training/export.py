@@ -1,48 +1,48 @@
 """Export a trained run: SavedModel, optionally ONNX (+ model card) and TFLite fp32/fp16.
 
-    python training/export_model.py --checkpoint_path ./checkpoints/polyp --output_dir ./saved_model \
+    python -m training.export --checkpoint_path ./checkpoints/polyp --output_dir ./saved_model \
         --onnx --int8 --tflite --name polyp --engines-dir engines
 
 The run's weights are loaded into a model rebuilt at ``--input-size`` (or, with
 ``--inference-scale``, at that size enlarged, between two resizes inside the graph; with
 ``--test-time-flips``, averaged over flipped views) and wrapped in the uint8 inference graph.
 Every export is run on real validation images next to the Keras model and must match it
-(``training.parity``) or the export fails. With ``--onnx`` the model card is written
+(``modelcard.parity``) or the export fails. With ``--onnx`` the model card is written
 next to the ONNX file; ``--int8`` adds its INT8 variant (``training.quantize``); ``--engines-dir``
 copies them where the service looks for models.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shlex
+import shutil
 import sys
+import time
 from pathlib import Path
-
-if not __package__:  # run as a script: import the project, not the sibling files, by name
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shlex  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from training import parity  # noqa: E402
-from training.checkpoint import FLIP_AXES, Checkpoint, load_model, resolve_checkpoint  # noqa: E402
-from training.model_card import ModelCardError, build_card, load_card, sha256_file, write_card  # noqa: E402
-from training.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_KEEP_FP32, add_int8_variant  # noqa: E402
-from training.runtimes import OnnxRunner, TFLiteRunner  # noqa: E402
+from modelcard import parity
+from training.checkpoint import FLIP_AXES, Checkpoint, load_model, resolve_checkpoint
+from modelcard.card import ModelCardError, load_card, sha256_file, write_card
+from modelcard.geometry import DEFAULT_RESTORE
+from training.card_builder import build_card
+from training.datasets.parity_images import validation_images
+from training.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_KEEP_FP32, add_int8_variant
+from modelcard.onnx_runner import OnnxRunner
+from training.tflite_runner import TFLiteRunner
 
 DEFAULT_INPUT_SIZE = 512
 DEFAULT_PARITY_IMAGES = parity.DEFAULT_IMAGES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python training/export_model.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint_path", "--checkpoint-path", dest="checkpoint_path", type=Path, required=True,
                         help="run directory (best.weights.h5, else last.weights.h5) or a .weights.h5 file")
@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def export_command(args: argparse.Namespace) -> str:
-    words = ["python", "training/export_model.py", "--checkpoint_path", str(args.checkpoint_path),
+    words = ["python", "-m", "training.export", "--checkpoint_path", str(args.checkpoint_path),
              "--output_dir", str(args.output_dir), "--input-size", str(args.input_size)]
     words += ["--inference-scale", str(args.inference_scale)] if args.inference_scale != 1.0 else []
     words += ["--test-time-flips", *args.test_time_flips] if args.test_time_flips else []
@@ -99,7 +99,8 @@ def export_command(args: argparse.Namespace) -> str:
 def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int, inference_scale: float,
                      flips: list[str]) -> dict | None:
     """The evaluation JSON at ``path`` if it was computed on these weights, at this input size,
-    inference scale and test-time flips (the graph that is being exported)."""
+    inference scale and test-time flips (the graph that is being exported), restored to the
+    original size by the rule the card will name."""
     if not path.is_file():
         print(f"note: no evaluation at {path}; the card's metrics stay null "
               "(run python -m training.evaluate first)", flush=True)
@@ -108,9 +109,10 @@ def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int, infere
     weights_sha256 = sha256_file(checkpoint.weights_path)
     if (metrics.get("weights_sha256") != weights_sha256 or metrics.get("input_size") != [input_size, input_size]
             or metrics.get("inference_scale", 1.0) != inference_scale
-            or sorted(metrics.get("test_time_flips", [])) != sorted(flips)):
-        print(f"warning: {path} was computed on other weights, another input size, inference scale or "
-              "test-time flips; the card's metrics stay null", flush=True)
+            or sorted(metrics.get("test_time_flips", [])) != sorted(flips)
+            or metrics.get("restore", "probabilities-bilinear") != DEFAULT_RESTORE):
+        print(f"warning: {path} was computed on other weights, another input size, inference scale, "
+              "test-time flips or restore rule; the card's metrics stay null", flush=True)
         return None
     return metrics
 
@@ -143,7 +145,7 @@ def export(args: argparse.Namespace) -> dict:
     step(f"loading {checkpoint.weights_path} into a {size[0]}x{size[1]} model "
          f"(inference scale {args.inference_scale}, test-time flips {args.test_time_flips or 'none'})")
     model = load_model(checkpoint, size, args.inference_scale, args.test_time_flips)
-    images = parity.validation_images(checkpoint.config, args.parity_images, size,
+    images = validation_images(checkpoint.config, args.parity_images, size,
                                       root=checkpoint.config.get("data_root"))
     reference = keras_reference(model, images)
     graph = build_export_graph(model, size)

@@ -1,23 +1,21 @@
 """The model card: the one contract between training, ``build_engine.py`` and the service.
 
 Every exported ``engines/<name>.onnx`` has a sibling ``engines/<name>.json`` (schema in
-``docs/MODEL_CARD.md``). This module owns the schema: ``build_card`` writes cards through the same
+``docs/MODEL_CARD.md``). This module owns the schema: ``training.card_builder`` writes cards through the same
 pydantic model that ``load_card`` validates them with, so a card the exporter writes is always one
 the readers accept. Plain Python + pydantic: no TensorFlow, so the service can import it.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from training.checkpoint import network_input_size
+from modelcard.geometry import PAD_VALUE, RestoreMode
 
 SCHEMA_VERSION = 1
 TASK = "semantic-segmentation"
@@ -27,8 +25,6 @@ INT8_ROLE = "onnx_int8"  # the INT8 variant's key in `files`, `quantization` and
 Precision = Literal["fp32", "int8"]
 LABELS_NAME = "labels"
 NORMALISATION_FORMULA = "x / 127.5 - 1"
-FROM_SCRATCH_NOTE = ("Trained from scratch (random initialisation): no pretrained weights can be "
-                     "downloaded in the environment this model was trained in.")
 
 
 class ModelCardError(ValueError):
@@ -63,6 +59,15 @@ class Normalisation(_Strict):
     range: tuple[float, float]
 
 
+class Resize(_Strict):
+    """How an image is fitted into the input: scaled by one factor with this interpolation (aspect
+    ratio kept), centred, the rest filled with ``pad_value`` (``modelcard.geometry.letterbox``)."""
+
+    mode: Literal["letterbox"] = "letterbox"
+    pad_value: int = Field(PAD_VALUE, ge=0, le=255)
+    interpolation: Literal["bilinear"] = "bilinear"
+
+
 class InputSpec(_Strict):
     name: str = Field(min_length=1)
     dtype: Literal["uint8"]
@@ -73,6 +78,7 @@ class InputSpec(_Strict):
     channels: Literal[3]
     batch: Literal["dynamic"]
     normalisation: Normalisation
+    resize: Resize = Resize()
 
 
 class OutputSpec(_Strict):
@@ -84,6 +90,10 @@ class OutputSpec(_Strict):
 class Outputs(_Strict):
     probabilities: OutputSpec
     labels: OutputSpec
+    # How the answer goes back to the image's size (``modelcard.geometry.restore``): what the card's
+    # metrics were measured with and what the service serves. Cards from before the field was
+    # written were evaluated through the bilinear probabilities, hence the default.
+    restore: RestoreMode = "probabilities-bilinear"
 
 
 class Architecture(_Open):
@@ -148,7 +158,9 @@ class Metrics(_Open):
     per_class_iou: dict[str, float | None]
 
 
-class Parity(_Open):
+class ParityRecord(_Open):
+    """An export's measured agreement with its reference, as the card records it."""
+
     max_abs_prob_diff: float = Field(ge=0)
     label_agreement: float = Field(ge=0, le=1)
     images: int = Field(gt=0)
@@ -174,7 +186,7 @@ class ModelCard(_Open):
     files: Files
     training: TrainingInfo
     metrics: Metrics | None
-    export_parity: dict[str, Parity]
+    export_parity: dict[str, ParityRecord]
     quantization: dict[str, Quantization] = {}
     source_checkpoint: SourceCheckpoint
     exported_at: str
@@ -287,75 +299,6 @@ def verify_onnx(card: ModelCard, precision: Precision) -> Path:
     if sha256_file(onnx_path) != getattr(card.files, f"{role}_sha256"):
         raise ModelCardError(f"{card.path}: {onnx_path} does not match files.{role}_sha256")
     return onnx_path
-
-
-def build_card(*, name: str, description: str, config: dict, input_size: tuple[int, int],
-               files: dict[str, Path], parity: dict[str, dict], metrics: dict | None,
-               checkpoint_path: Path, reproduce: str, inference_scale: float = 1.0,
-               test_time_flips: Sequence[str] = ()) -> ModelCard:
-    """Assemble (and validate) the card for an export.
-
-    ``config`` is the run's ``config.json``; ``files`` maps a role ("onnx", "tflite_fp16", ...)
-    to the exported file, recorded by file name plus sha256; ``metrics`` is the JSON that
-    ``training.evaluate`` wrote (None when the model was not evaluated).
-    """
-    required = ("dataset", "classes", "palette", "backbone")
-    missing = [key for key in required if key not in config]
-    if missing:
-        raise ModelCardError(f"run config lacks {missing}; cannot describe the model")
-    if len(config["classes"]) != len(config["palette"]):
-        raise ModelCardError("run config: 'classes' and 'palette' differ in length")
-    height, width = input_size
-    card = {
-        "schema_version": SCHEMA_VERSION,
-        "name": name,
-        "task": TASK,
-        "description": description,
-        "architecture": {
-            "type": "deeplabv3plus",
-            "backbone": config["backbone"],
-            "backbone_options": config.get("backbone_options") or {},
-            "output_stride": config.get("output_stride", 16),
-            "aspp_rates": config.get("aspp_rates"),
-            "decoder": config.get("decoder", True),
-            "inference_scale": inference_scale,
-            "network_input_size": list(network_input_size(input_size, inference_scale,
-                                                          config.get("output_stride", 16))),
-            "test_time_flips": sorted(test_time_flips),
-        },
-        "classes": [{"id": index, "name": class_name, "color": list(color)}
-                    for index, (class_name, color) in enumerate(zip(config["classes"], config["palette"]))],
-        "ignore_index": config.get("ignore_index"),
-        "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "color": "RGB",
-                  "height": height, "width": width, "channels": 3, "batch": "dynamic",
-                  "normalisation": {"in_graph": True, "formula": NORMALISATION_FORMULA,
-                                    "range": [-1, 1]}},
-        "outputs": {"probabilities": {"name": PROBABILITIES_NAME, "dtype": "float32", "layout": "NHWC"},
-                    "labels": {"name": LABELS_NAME, "dtype": "uint8", "layout": "NHW"}},
-        "files": {key: value for role, path in files.items()
-                  for key, value in ((role, Path(path).name), (f"{role}_sha256", sha256_file(path)))},
-        "training": {
-            "dataset": config["dataset"],
-            "data_root": config.get("data_root"),
-            "split": config.get("train_split", "train"),
-            "pretrained": False,
-            "note": FROM_SCRATCH_NOTE,
-            "recipe": config,
-            "reproduce": reproduce,
-        },
-        "metrics": _card_metrics(metrics),
-        "export_parity": parity,
-        "source_checkpoint": {"path": str(checkpoint_path), "sha256": sha256_file(checkpoint_path)},
-        "exported_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    return validate_card(card, f"card {name!r}")
-
-
-def _card_metrics(metrics: dict | None) -> dict | None:
-    """The evaluation summary without the (large) confusion matrix, which stays in its JSON."""
-    if metrics is None:
-        return None
-    return {key: value for key, value in metrics.items() if key != "confusion_matrix"}
 
 
 def write_card(card: ModelCard, path: str | Path) -> Path:

@@ -5,7 +5,7 @@ as a strongly typed network. NVIDIA's migration guide converts with ModelOpt Aut
 pulls in PyTorch; ONNX Runtime's own converter handles this graph (including the uint8 -> float
 Cast at its input) and ships with ONNX Runtime. Numerically sensitive ops stay in FP32.
 
-    python -m service.tensorrt.fp16 engines/polyp.onnx [-o polyp.fp16.onnx] [--images DIR]
+    python build_engine.py fp16 engines/polyp.onnx [-o polyp.fp16.onnx] [--images DIR]
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import onnx
 
-from service.tensorrt.checks import MIN_LABEL_AGREEMENT, compare_labels, require_agreement, sample_images
-from service.tensorrt.errors import TensorRTError
-from training.model_card import ModelCardError, load_card
-from training.parity import Parity
-from training.runtimes import OnnxRunner
+from engine_builder.checks import compare_labels, require_agreement, sample_images
+from service.backends.tensorrt.errors import TensorRTError
+from modelcard.card import ModelCardError, load_card
+from modelcard.parity import TOLERANCES, Parity
+from modelcard.onnx_runner import OnnxRunner
 
 # exp/sum in Softmax, long accumulations in reductions and pooling, and variance in
 # normalisation overflow or lose precision in FP16; everything else (convolutions) gains speed.
@@ -52,9 +52,9 @@ def fp16_parity(fp32_path: Path, fp16_path: Path, images, batch_size: int = 4) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.tensorrt.fp16", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python build_engine.py fp16", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("onnx", type=Path, help="FP32 ONNX exported by training/export_model.py")
+    parser.add_argument("onnx", type=Path, help="FP32 ONNX exported by python -m training.export")
     parser.add_argument("-o", "--output", type=Path, help="default: <onnx stem>.fp16.onnx beside it")
     parser.add_argument("--images", type=Path, help="folder of images for the parity check "
                         "(default: the validation split named in the model card)")
@@ -68,13 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         parity = fp16_parity(args.onnx, output, images)
         print(f"{output}: labels agree with {args.onnx.name} on {parity.label_agreement:.4%} of pixels, "
               f"max |dp| {parity.max_abs_prob_diff:.2e}, {parity.images} images "
-              f"(required {MIN_LABEL_AGREEMENT:.1%})")
-        require_agreement(parity, f"FP16 ONNX {output}")
+              f"(required {TOLERANCES['onnx_fp16'][1]:.1%})")
+        require_agreement(parity, f"FP16 ONNX {output}", "onnx_fp16")
     except (ModelCardError, FileNotFoundError, TensorRTError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

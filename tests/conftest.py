@@ -1,9 +1,8 @@
-"""Pytest fixtures over `tests/support/service.py`, imported by the conftests of the areas that start services.
+"""Fixtures every test area shares: models in a models directory (the bundled ones, else tiny
+exports), real images, and real service processes (helpers in ``tests/support/``).
 
-An area that wants all of them writes `from tests.support.fixtures import *` (`__all__` is the list); one
-that wants a few imports those by name. Session-scoped fixtures imported into two conftests are two fixtures
-to pytest; the tiny-model export is cached under the session's base temp directory, so it still runs once
-per session.
+Session-scoped, so the tiny-model export runs once per session; areas add their own fixtures in
+their own conftest, and tests import helpers from ``tests.support``, never from a conftest.
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from service.repository import find_cards
+from modelcard.files import find_cards
 from tests.support.service import ServiceProcess, models_for_tests, tiny_models
 from training.datasets import data_root
-from training.model_card import ModelCard, load_card
-
-__all__ = ["camvid_image", "cards", "dataset_root", "kvasir_images", "models_dir", "segmentation_model", "service",
-           "service_factory", "tiny_cards"]
+from modelcard.card import ModelCard, load_card
 
 
 @pytest.fixture(scope="session")

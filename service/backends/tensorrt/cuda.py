@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.tensorrt.errors import CudaUnavailable, TensorRTError
+from service.backends.tensorrt.errors import CudaUnavailable, TensorRTError
 
 INSTALL_HINT = ("install the gpu extra (`uv sync --extra gpu`, which brings cuda-python) or "
                 "`pip install cuda-python`")

@@ -1,4 +1,9 @@
-"""``python build_engine.py model.onnx``: build, check and describe a TensorRT plan on this host.
+"""``python build_engine.py``: the one command for build-time TensorRT work.
+
+    python build_engine.py model.onnx [options]   build, check and describe a plan on this host
+    python build_engine.py ensure --cache DIR      a checked plan for every card (container start)
+    python build_engine.py report PLAN             a plan's parity and speed against ONNX Runtime
+    python build_engine.py fp16 model.onnx         only the FP16 ONNX conversion, with its parity
 
 Defaults come from the model card beside the ONNX file (``engines/<name>.json``): its input size
 and ONNX hash; FP16, a 2048 MB workspace and batches 1/8/32 otherwise. Steps:
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import os
 import sys
 import tempfile
@@ -24,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from service.tensorrt import builder, fp16, graph
-from service.tensorrt.checks import (MIN_LABEL_AGREEMENT, compare_labels, measure_throughput,
-                                     require_agreement, sample_images)
-from service.tensorrt.errors import OutputNotWritable, TensorRTError
-from service.tensorrt.sidecar import BatchProfile, Sidecar, sidecar_path, write_sidecar
-from training.model_card import ModelCard, ModelCardError, load_card
+from engine_builder import builder, fp16, graph
+from engine_builder.checks import compare_labels, measure_throughput, require_agreement, sample_images
+from service.backends.tensorrt.errors import OutputNotWritable, TensorRTError
+from service.backends.tensorrt.sidecar import BatchProfile, Sidecar, write_sidecar
+from modelcard.card import ModelCard, ModelCardError, load_card
+from modelcard.files import sidecar_path
+from modelcard.parity import TOLERANCES
 
 DEFAULT_WORKSPACE_MB = 2048
 DEFAULT_BATCHES = (1, 8, 32)
@@ -52,7 +59,7 @@ def parse_input_size(text: str) -> tuple[int, int]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python build_engine.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("onnx", type=Path, help="ONNX model exported by training/export_model.py")
+    p.add_argument("onnx", type=Path, help="ONNX model exported by python -m training.export")
     p.add_argument("-o", "--output", type=Path, help="plan file (default: <onnx stem>.plan beside the ONNX)")
     p.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB,
                    help=f"builder workspace memory pool in MiB (default {DEFAULT_WORKSPACE_MB})")
@@ -87,7 +94,7 @@ def resolve_options(args: argparse.Namespace, argp: argparse.ArgumentParser) -> 
     if size != card.input_size:
         argp.error(f"--input-size {size[0]}x{size[1]} differs from the model's fixed input "
                    f"{card.input_size[0]}x{card.input_size[1]} ({card_path}: input.height/width); "
-                   "re-export with training/export_model.py --input-size to change it")
+                   "re-export with python -m training.export --input-size to change it")
     try:
         profile = BatchProfile(args.min_batch, args.opt_batch, args.max_batch, *size)
     except ValueError as error:
@@ -123,8 +130,8 @@ class _Log:
 
 
 def run(args: argparse.Namespace, card: ModelCard, profile: BatchProfile) -> int:
-    from service.tensorrt.cuda import use_device
-    from service.tensorrt.host import current_platform, import_tensorrt
+    from service.backends.tensorrt.cuda import use_device
+    from service.backends.tensorrt.host import current_platform, import_tensorrt
 
     log = _Log()
     for path in (args.output, sidecar_path(args.output), args.timing_cache):
@@ -151,7 +158,7 @@ def run(args: argparse.Namespace, card: ModelCard, profile: BatchProfile) -> int
             if images is not None:
                 parity = fp16.fp16_parity(args.onnx, source, images)
                 log(f"FP16 ONNX vs FP32 ONNX (ONNX Runtime): labels agree on {parity.label_agreement:.4%}")
-                require_agreement(parity, "FP16 ONNX")
+                require_agreement(parity, "FP16 ONNX", "onnx_fp16")
         fed = Path(scratch) / f"{args.onnx.stem}.tensorrt.onnx"
         rerouted = graph.write_tensorrt_onnx(source, fed)
         log(f"{rerouted} cast(s) to uint8 routed through float32 (TensorRT casts to uint8 only from float)")
@@ -194,8 +201,8 @@ def check_engine(args, plan: Path, card: ModelCard, profile: BatchProfile, sidec
     the optimal batch; returns the sidecar with both recorded."""
     import onnxruntime
 
-    from service.backends.tensorrt import TensorRTBackend
-    from training.runtimes import OnnxRunner
+    from service.backends.tensorrt.backend import TensorRTBackend
+    from modelcard.onnx_runner import OnnxRunner
 
     backend = TensorRTBackend(plan, card, device=args.device)
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -212,8 +219,8 @@ def check_engine(args, plan: Path, card: ModelCard, profile: BatchProfile, sidec
             measured = compare_labels(OnnxRunner(args.onnx, providers=providers), engine, images, profile.opt_batch)
             log(f"TensorRT vs ONNX Runtime ({providers[0]}): labels agree on {measured.label_agreement:.4%} "
                 f"of pixels, max |dp| {measured.max_abs_prob_diff:.2e}, {measured.images} images "
-                f"(required {MIN_LABEL_AGREEMENT:.1%})")
-            require_agreement(measured, f"TensorRT engine built for {args.output}")
+                f"(required {TOLERANCES['tensorrt'][1]:.1%})")
+            require_agreement(measured, f"TensorRT engine built for {args.output}", "tensorrt")
             parity = {**measured.as_dict(), "reference": f"onnxruntime:{providers[0]}"}
         bench_images = images if images is not None else np.zeros((1, *profile.shape(1)[1:]), np.uint8)
         timings = {f"tensorrt_{args.precision}": [
@@ -232,7 +239,14 @@ def check_engine(args, plan: Path, card: ModelCard, profile: BatchProfile, sidec
         runtime: [r.as_dict() for r in results] for runtime, results in timings.items()})
 
 
+SUBCOMMANDS = {"ensure": "engine_builder.ensure_engines", "report": "engine_builder.report",
+               "fp16": "engine_builder.fp16"}  # anything else is a build: `build_engine.py model.onnx`
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     argp = parser()
     args = argp.parse_args(argv)
     card, profile = resolve_options(args, argp)

@@ -18,8 +18,8 @@ import threading
 
 import numpy as np
 
-from service.tensorrt.buffers import TensorSpec, check_images, split_io
-from service.tensorrt.errors import TensorRTError
+from service.backends.tensorrt.buffers import TensorSpec, check_images, split_io
+from service.backends.tensorrt.errors import TensorRTError
 
 
 class EngineRunner:

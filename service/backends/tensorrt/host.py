@@ -1,6 +1,6 @@
 """The TensorRT version and GPU of this host: what a plan must have been built for.
 
-``python -m service.tensorrt.host`` prints TensorRT's and cuda-python's versions and the CUDA
+``python -m service.backends.tensorrt.host`` prints TensorRT's and cuda-python's versions and the CUDA
 major each is built for, and exits 1 when they differ (the GPU image runs it at build time).
 """
 
@@ -12,9 +12,9 @@ import os
 import re
 import sys
 
-from service.tensorrt.cuda import cuda_python_version, device_identity
-from service.tensorrt.errors import CudaUnavailable, TensorRTNotInstalled
-from service.tensorrt.sidecar import Platform
+from service.backends.tensorrt.cuda import cuda_python_version, device_identity
+from service.backends.tensorrt.errors import CudaUnavailable, TensorRTNotInstalled
+from service.backends.tensorrt.sidecar import Platform
 
 INSTALL_HINT = ("TensorRT's Python package is not installed. On a GPU host run `pip install "
                 "tensorrt-cu13` (its CUDA libraries are fetched from NVIDIA's package index during the "

@@ -1,6 +1,6 @@
 """TensorRT against ONNX Runtime CUDA, read from a plan's sidecar, as ratios a bug report can quote.
 
-    python -m service.tensorrt.report engines/polyp.plan
+    python build_engine.py report engines/polyp.plan
 
 ``build_engine.py --compare-onnxruntime`` times both at batch 1 and the optimal batch and records
 the parity check; this prints them side by side. Exit 1 when the sidecar cannot vouch for the
@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.tensorrt.errors import SidecarError
-from service.tensorrt.sidecar import Sidecar, read_sidecar
+from service.backends.tensorrt.errors import SidecarError
+from service.backends.tensorrt.sidecar import Sidecar, read_sidecar
 
 ONNX_RUNTIME_CUDA = "onnxruntime_CUDAExecutionProvider_fp32"
 
@@ -84,7 +84,7 @@ def report(sidecar: Sidecar) -> tuple[str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m service.tensorrt.report PLAN", file=sys.stderr)
+        print("usage: python build_engine.py report PLAN", file=sys.stderr)
         return 2
     try:
         text, problems = report(read_sidecar(Path(args[0])))
@@ -96,6 +96,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if problems else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

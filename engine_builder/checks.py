@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from service.tensorrt.errors import ParityFailure
-from training.letterbox import letterbox
-from training.parity import Parity, measure, validation_images
-
-MIN_LABEL_AGREEMENT = 0.995  # fraction of pixels whose class must match the FP32 ONNX model
+from modelcard.geometry import letterbox
+from modelcard.parity import TOLERANCES, Parity, measure
+from service.backends.tensorrt.errors import ParityFailure
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 Model = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images -> (probabilities, labels)
@@ -29,8 +27,11 @@ def sample_images(recipe: dict, count: int, size: tuple[int, int],
     From ``images_dir`` when given, else from the validation split of the dataset the model was
     trained on (the card's recipe), under ``$DEEPLAB_DATA_ROOT`` when the recipe's own data root
     does not exist on this host (e.g. in a container). FileNotFoundError if there are none.
+    Only this fallback reads the training package's dataset readers (NumPy and Pillow, no TensorFlow).
     """
     if images_dir is None:
+        from training.datasets.parity_images import validation_images
+
         root = recipe.get("data_root")
         return validation_images(recipe, count, size, root=root if root is not None and Path(root).exists() else None)
     paths = sorted(path for path in Path(images_dir).iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
@@ -53,7 +54,9 @@ def compare_labels(reference: Model, candidate: Model, images: np.ndarray, batch
     return measure(outputs[0], outputs[1])
 
 
-def require_agreement(parity: Parity, what: str, minimum: float = MIN_LABEL_AGREEMENT) -> None:
+def require_agreement(parity: Parity, what: str, kind: str) -> None:
+    """ParityFailure when ``parity`` is below the label agreement ``modelcard.parity`` sets for ``kind``."""
+    minimum = TOLERANCES[kind][1]
     if not parity.label_agreement >= minimum:
         raise ParityFailure(f"{what}: labels agree with the FP32 ONNX model on "
                             f"{parity.label_agreement:.4%} of pixels over {parity.images} images, "

@@ -4,7 +4,7 @@ Precision is detected from the installed TensorRT, not its version string:
 - ``BuilderFlag.FP16`` exists (TensorRT 10.x and older): parse the FP32 ONNX and set the flag;
   TensorRT picks FP16 kernels per layer where they are faster and keeps FP32 elsewhere.
 - it does not (TensorRT 11+, weak typing removed): the caller passes the FP16 ONNX from
-  ``service.tensorrt.fp16`` and the network is built strongly typed, so the graph's types rule.
+  ``engine_builder.fp16`` and the network is built strongly typed, so the graph's types rule.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from service.tensorrt.errors import OnnxParseError, TensorRTError
-from service.tensorrt.files import write_atomically
-from service.tensorrt.host import shared_logger
-from service.tensorrt.sidecar import BatchProfile
+from service.backends.tensorrt.errors import OnnxParseError, TensorRTError
+from service.backends.tensorrt.files import write_atomically
+from service.backends.tensorrt.host import shared_logger
+from service.backends.tensorrt.sidecar import BatchProfile
 
 BUILDER_FLAG = "builder-flag"
 STRONGLY_TYPED = "strongly-typed"

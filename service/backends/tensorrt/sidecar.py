@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from service.tensorrt.errors import EngineMismatch, SidecarError
-from service.tensorrt.files import write_atomically
+from modelcard.files import sidecar_path
+from service.backends.tensorrt.errors import EngineMismatch, SidecarError
+from service.backends.tensorrt.files import write_atomically
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp16", "fp32")
@@ -79,11 +80,6 @@ class Sidecar:
 
     def with_results(self, parity: dict | None, benchmark: dict | None) -> Sidecar:
         return replace(self, parity=parity, benchmark=benchmark)
-
-
-def sidecar_path(plan_path: str | Path) -> Path:
-    plan_path = Path(plan_path)
-    return plan_path.with_name(plan_path.name + ".json")
 
 
 def write_sidecar(sidecar: Sidecar, plan_path: str | Path) -> Path:

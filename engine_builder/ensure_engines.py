@@ -1,6 +1,6 @@
 """Container start-up: make sure every model has a TensorRT plan that matches this GPU.
 
-    python -m service.tensorrt.ensure_engines --models engines --cache /var/cache/deeplab/engines
+    python build_engine.py ensure --models engines --cache /var/cache/deeplab/engines
 
 For each model card in ``--models``, a plan in ``--cache`` (a volume, so it survives restarts)
 is used when its sidecar matches this host; otherwise ``build_engine.py`` builds it there. A host
@@ -15,16 +15,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from service.tensorrt.errors import TensorRTError
-from service.tensorrt.plan_cache import PlanDecision, decide, plan_path
-from service.tensorrt.sidecar import Platform
-from training.model_card import ModelCard, ModelCardError, load_card
+from service.backends.tensorrt.errors import TensorRTError
+from modelcard.files import find_cards, plan_path
+from service.backends.tensorrt.plan_cache import PlanDecision, decide
+from service.backends.tensorrt.sidecar import Platform
+from modelcard.card import ModelCard, ModelCardError, load_card
 
 
 def model_cards(models: Path) -> list[ModelCard]:
     """Every valid card in ``models``, found as the service finds them."""
-    from service.repository import find_cards
-
     cards = []
     for path in find_cards(models):
         try:
@@ -62,10 +61,10 @@ def ensure(args: argparse.Namespace, running: Platform, build: Callable[[list[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from service.tensorrt import cli
-    from service.tensorrt.host import current_platform
+    from engine_builder import cli
+    from service.backends.tensorrt.host import current_platform
 
-    p = argparse.ArgumentParser(prog="python -m service.tensorrt.ensure_engines", description=__doc__,
+    p = argparse.ArgumentParser(prog="python build_engine.py ensure", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=Path("engines"), help="directory of model cards")
     p.add_argument("--cache", type=Path, required=True, help="directory the plans are kept in")
@@ -94,6 +93,3 @@ def main(argv: list[str] | None = None) -> int:
 
     return ensure(args, running, build)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,17 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.tensorrt.errors import SidecarError
-from service.tensorrt.checks import MIN_LABEL_AGREEMENT
-from service.tensorrt.sidecar import Platform, mismatches, parity_problem, read_sidecar
-
-PLAN_SUFFIX = ".plan"
-
-
-def plan_path(onnx_file: str | Path, directory: Path) -> Path:
-    """``<directory>/<onnx stem>.plan``: the plan for a card's ONNX file."""
-    return directory / (Path(onnx_file).stem + PLAN_SUFFIX)
-
+from modelcard.files import plan_path
+from modelcard.parity import TOLERANCES
+from service.backends.tensorrt.errors import SidecarError
+from service.backends.tensorrt.sidecar import Platform, mismatches, parity_problem, read_sidecar
 
 @dataclass(frozen=True)
 class PlanDecision:
@@ -47,7 +40,7 @@ def decide(plan: Path, onnx_sha256: str, running: Platform, *, precision: str | 
     except SidecarError as error:
         return PlanDecision(plan, True, (str(error),))
     reasons = mismatches(sidecar, running, onnx_sha256=onnx_sha256, precision=precision, max_batch=max_batch)
-    unchecked = parity_problem(sidecar, MIN_LABEL_AGREEMENT)
+    unchecked = parity_problem(sidecar, TOLERANCES["tensorrt"][1])
     reasons += [unchecked] if unchecked else []
     return PlanDecision(plan, bool(reasons), tuple(reasons))
 
