@@ -66,7 +66,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     if header_length is None:
         header, binary = body, b""
     else:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise bad_request(f"{HEADER_LENGTH} {header_length!r} is not a length within the {len(body)}-byte body")
         header, binary = body[: int(header_length)], body[int(header_length):]
     try:

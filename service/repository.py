@@ -70,7 +70,7 @@ def _version_dirs(model_dir: Path) -> list[Path]:
 
 
 def _is_version(name: str) -> bool:
-    return name.isdigit() and int(name) > 0
+    return name.isascii() and name.isdigit() and int(name) > 0  # "²".isdigit(), but int("²") fails
 
 
 def _add(index: Index, source: VersionSource) -> None:

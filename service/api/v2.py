@@ -163,7 +163,7 @@ def _model(request: Request, name: str, version: str | None) -> Model:
 def _version(version: str | None) -> int | None:
     if version is None:
         return None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:  # "²".isdigit(), int("²") fails
         raise ServiceError(404, "version_not_found", f"model versions are positive integers, not {version!r}")
     return int(version)
 

@@ -42,6 +42,7 @@ def test_flat_and_versioned_layouts_and_what_is_wrong_with_a_version(tiny_cards,
     add_version(tmp_path, camvid, 10)
     shutil.move(add_version(tmp_path, polyp, 7), tmp_path / "camvid" / "4")
     (tmp_path / "camvid" / "latest").mkdir()  # not a version: ignored, as Triton does
+    (tmp_path / "camvid" / "²").mkdir()  # "²".isdigit(), yet no version either
     (tmp_path / "camvid" / "5").mkdir()
     index = scan(tmp_path)
     assert list(index["camvid"]) == [3, 4, 5, 10]  # numeric order, not by name
