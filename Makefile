@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: serve test install-serve install-dev bench soak train-polyp train-camvid clean
+.PHONY: serve test lint install-serve install-dev bench soak train-polyp train-camvid clean
 
 # uv itself comes from PyPI into a private folder when the machine has none.
 .tools/bin/uv:
@@ -24,8 +24,12 @@ install-dev: $(UV)
 serve: install-serve
 	$(VENV) -m service --host $(HOST) --port $(PORT)
 
-test: install-dev
+test: lint
 	$(VENV) -m pytest $(PYTEST_ARGS)
+
+# ruff's rules and settings are in pyproject.toml; `make test` runs this first.
+lint: install-dev
+	$(VENV) -m ruff check .
 
 bench: install-dev
 	$(VENV) -m benchmarks

@@ -21,11 +21,11 @@ from benchmarks.machine import competing_processes, describe
 from benchmarks.processes import PROJECT_ROOT, start
 from benchmarks.raw import run_raw, session_for
 from benchmarks.report import GOAL_CLIENTS, Results, summary_text, write_markdown
+from modelcard.card import ModelCard, load_card
 from modelcard.files import find_cards
+from modelcard.geometry import letterbox
 from service.settings import CRF_PRESETS, CrfSettings
 from training.datasets import data_root, get_dataset
-from modelcard.geometry import letterbox
-from modelcard.card import ModelCard, load_card
 
 BATCHING_ON = {"SEG_BATCHING__MAX_BATCH_SIZE": "8", "SEG_BATCHING__MAX_DELAY_MS": "5"}
 ARENA_SHRINKAGE = {"SEG_ONNX__ARENA_SHRINKAGE": "true"}

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from modelcard.card import ModelCard
+from modelcard.geometry import letterbox
 from service.crf import refine
 from service.encoding import PNG_COMPRESS_LEVEL, encode_png, encode_rle
 from service.settings import CRF_PRESETS, CrfSettings
-from modelcard.geometry import letterbox
-from modelcard.card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ def png_costs(label_maps: dict[str, np.ndarray], palette, repeat: int) -> list[t
     for name, labels in label_maps.items():
         image = Image.fromarray(labels)
         image.putpalette([channel for colour in palette for channel in colour])
-        rows.append((name, f"service encode_png (zlib level {PNG_COMPRESS_LEVEL})", best_time(lambda: encode_png(labels, palette), repeat),
+        rows.append((name, f"service encode_png (zlib level {PNG_COMPRESS_LEVEL})",
+                     best_time(lambda: encode_png(labels, palette), repeat),
                      len(encode_png(labels, palette))))
         for level in (6, 9):
             def save(level=level) -> bytes:

@@ -25,14 +25,13 @@ import numpy as np
 
 from benchmarks.cli import parser_for
 from benchmarks.raw import session_for
-from service.crf import refine
-from modelcard.geometry import crop, resize_labels
+from modelcard.card import ModelCard, load_card
 from modelcard.files import find_cards
+from modelcard.geometry import crop, letterbox, resize_labels
+from service.crf import refine
 from service.settings import CRF_PRESETS, CrfSettings
 from training.datasets import IGNORE_INDEX, get_dataset
-from modelcard.geometry import letterbox
 from training.metrics import confusion_matrix, summarize
-from modelcard.card import ModelCard, load_card
 
 NO_CRF = "no CRF"
 

@@ -18,11 +18,11 @@ from benchmarks.crf_quality import split_notes
 from benchmarks.load import LoadResult
 from benchmarks.machine import int8_instructions
 from benchmarks.raw import run_raw, session_for
+from modelcard.card import INT8_ROLE, ModelCard, load_card
 from modelcard.files import find_cards
+from modelcard.geometry import letterbox
 from training.datasets import get_dataset
 from training.evaluate import evaluate, onnx_target
-from modelcard.geometry import letterbox
-from modelcard.card import INT8_ROLE, ModelCard, load_card
 
 PRECISIONS = ("fp32", "int8")
 

@@ -15,9 +15,9 @@ from fastapi import Body, FastAPI, Response
 from PIL import Image
 
 from benchmarks.raw import session_for
-from service.encoding import encode_png
-from modelcard.geometry import letterbox
 from modelcard.card import load_card
+from modelcard.geometry import letterbox
+from service.encoding import encode_png
 
 
 def create_app(card_path: str) -> FastAPI:

@@ -64,7 +64,8 @@ class Server:
                 self.process.wait()
 
 
-def start(name: str, module_args: list[str], ready_path: str, log_dir: Path, env: dict[str, str] | None = None) -> Server:
+def start(name: str, module_args: list[str], ready_path: str, log_dir: Path,
+          env: dict[str, str] | None = None) -> Server:
     """`python -m <module_args> --port P` in the project root; returns once GET ready_path answers 200."""
     port = free_port()
     log_path = log_dir / f"{name}.log"
@@ -74,7 +75,8 @@ def start(name: str, module_args: list[str], ready_path: str, log_dir: Path, env
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}: {log_path.read_text(errors='replace')[-2000:]}")
+            log_tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} exited with {process.returncode}: {log_tail}")
         try:
             if httpx.get(server.url + ready_path, timeout=5).status_code == 200:
                 return server

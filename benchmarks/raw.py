@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.load import LoadResult
-from service.backends.onnx import session_options_for
-from service.settings import OnnxSettings
 from modelcard.card import ModelCard, Precision
 from modelcard.onnx_runner import open_session
+from service.backends.onnx import session_options_for
+from service.settings import OnnxSettings
 
 
 def session_for(card: ModelCard, precision: Precision = "fp32") -> ort.InferenceSession:

@@ -116,7 +116,8 @@ def other_model_rows(results: Results) -> list[str]:
         return []
     lines = ["Every other bundled model, same server, on its own validation images (raw and service interleaved, "
              f"{results.rounds} round(s) each):", "",
-             "| model | clients | raw img/s | service img/s | service / raw | each round | raw p50 ms | service p50 ms |",
+             "| model | clients | raw img/s | service img/s | service / raw | each round | raw p50 ms "
+             "| service p50 ms |",
              "|---|---|---|---|---|---|---|---|"]
     for model, runs in results.other_models.items():
         for clients, (raw, service, rounds) in sorted(runs.items()):
@@ -201,7 +202,8 @@ def write_markdown(results: Results, path: Path) -> None:
         f"- Model `{results.model}` at {results.input_size[1]}x{results.input_size[0]} (ONNX, CPU execution provider, "
         "the service's session options: all cores intra-op, sequential).",
         f"- Images: the first {results.images} validation images of the model's dataset, cycled; the service and the "
-        "naive server get the file's bytes (decode, letterbox, infer, map back, encode a PNG per request); the raw loop gets the "
+        "naive server get the file's bytes (decode, letterbox, infer, map back, encode a PNG per request); "
+        "the raw loop gets the "
         "same images already decoded and letterboxed and runs `session.run` on them (labels only).",
         f"- Raw and service alternate: at each concurrency, {results.rounds} round(s) of the raw loop then the "
         "service (one warm service process throughout), so drift in the machine's speed hits both alike; "

@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
+from modelcard.card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME, load_card
+from modelcard.geometry import crop, letterbox, resize_channels
+from modelcard.onnx_runner import OnnxRunner
 from service.uncertainty import image_statistics, normalised_entropy
 from training.datasets import IGNORE_INDEX, get_dataset
-from modelcard.geometry import crop, letterbox, resize_channels
-from modelcard.card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME, load_card
-from modelcard.onnx_runner import OnnxRunner
 
 TOP_SHARE = 0.10
 FETCH_RUNS = 10

@@ -15,6 +15,7 @@ from PIL import Image
 from modelcard.geometry import letterbox
 from modelcard.parity import TOLERANCES, Parity, measure
 from service.backends.tensorrt.errors import ParityFailure
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 Model = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images -> (probabilities, labels)

@@ -32,11 +32,11 @@ import numpy as np
 
 from engine_builder import builder, fp16, graph
 from engine_builder.checks import compare_labels, measure_throughput, require_agreement, sample_images
-from service.backends.tensorrt.errors import OutputNotWritable, TensorRTError
-from service.backends.tensorrt.sidecar import BatchProfile, Sidecar, write_sidecar
 from modelcard.card import ModelCard, ModelCardError, load_card
 from modelcard.files import sidecar_path
 from modelcard.parity import TOLERANCES
+from service.backends.tensorrt.errors import OutputNotWritable, TensorRTError
+from service.backends.tensorrt.sidecar import BatchProfile, Sidecar, write_sidecar
 
 DEFAULT_WORKSPACE_MB = 2048
 DEFAULT_BATCHES = (1, 8, 32)
@@ -201,8 +201,8 @@ def check_engine(args, plan: Path, card: ModelCard, profile: BatchProfile, sidec
     the optimal batch; returns the sidecar with both recorded."""
     import onnxruntime
 
-    from service.backends.tensorrt.backend import TensorRTBackend
     from modelcard.onnx_runner import OnnxRunner
+    from service.backends.tensorrt.backend import TensorRTBackend
 
     backend = TensorRTBackend(plan, card, device=args.device)
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -213,10 +213,11 @@ def check_engine(args, plan: Path, card: ModelCard, profile: BatchProfile, sidec
         return result.probabilities, result.labels
 
     try:
+        reference = OnnxRunner(args.onnx, providers=providers, card=card)
         if images is None:
             parity = {"skipped": "no images (pass --images DIR, or mount the dataset)"}
         else:
-            measured = compare_labels(OnnxRunner(args.onnx, providers=providers), engine, images, profile.opt_batch)
+            measured = compare_labels(reference, engine, images, profile.opt_batch)
             log(f"TensorRT vs ONNX Runtime ({providers[0]}): labels agree on {measured.label_agreement:.4%} "
                 f"of pixels, max |dp| {measured.max_abs_prob_diff:.2e}, {measured.images} images "
                 f"(required {TOLERANCES['tensorrt'][1]:.1%})")
@@ -227,7 +228,6 @@ def check_engine(args, plan: Path, card: ModelCard, profile: BatchProfile, sidec
             measure_throughput(lambda x: backend.infer(x, False), bench_images, batch)
             for batch in sorted({1, profile.opt_batch})]}
         if args.compare_onnxruntime:
-            reference = OnnxRunner(args.onnx, providers=providers)
             timings[f"onnxruntime_{providers[0]}_fp32"] = [
                 measure_throughput(reference, bench_images, batch) for batch in sorted({1, profile.opt_batch})]
     finally:

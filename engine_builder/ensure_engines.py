@@ -15,11 +15,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from service.backends.tensorrt.errors import TensorRTError
+from modelcard.card import ModelCard, ModelCardError, load_card
 from modelcard.files import find_cards, plan_path
+from service.backends.tensorrt.errors import TensorRTError
 from service.backends.tensorrt.plan_cache import PlanDecision, decide
 from service.backends.tensorrt.sidecar import Platform
-from modelcard.card import ModelCard, ModelCardError, load_card
 
 
 def model_cards(models: Path) -> list[ModelCard]:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             return cli.main(build_argv + ["--device", str(args.device)])
         except SystemExit as exit_:  # argument errors exit through argparse
             return exit_.code if isinstance(exit_.code, int) else 1
-        except Exception as error:  # one model's failed build must not stop the others
+        except Exception as error:  # noqa: BLE001 - one model's failed build must not stop the others
             print(f"ensure_engines: build raised {type(error).__name__}: {error}", file=sys.stderr)
             return 1
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import onnx
 
 from engine_builder.checks import compare_labels, require_agreement, sample_images
-from service.backends.tensorrt.errors import TensorRTError
 from modelcard.card import ModelCardError, load_card
-from modelcard.parity import TOLERANCES, Parity
 from modelcard.onnx_runner import OnnxRunner
+from modelcard.parity import TOLERANCES, Parity
+from service.backends.tensorrt.errors import TensorRTError
 
 # exp/sum in Softmax, long accumulations in reductions and pooling, and variance in
 # normalisation overflow or lose precision in FP16; everything else (convolutions) gains speed.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from modelcard.card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME
+from modelcard.card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME, ModelCard
 
 CPU_PROVIDER = "CPUExecutionProvider"
 
@@ -33,20 +33,26 @@ def open_session(path: str | Path, options: onnxruntime.SessionOptions | None = 
 
 
 class OnnxRunner:
-    """An exported ONNX graph in ONNX Runtime (CPU unless ``providers`` says otherwise)."""
+    """An exported ONNX graph in ONNX Runtime (CPU unless ``providers`` says otherwise), its tensors
+    named by ``card`` (by the names exports write when there is no card yet)."""
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None,
+                 card: ModelCard | None = None):
         self.session = open_session(path, providers=providers, threads=threads)
+        if card is None:
+            self._input, self._outputs = INPUT_NAME, [PROBABILITIES_NAME, LABELS_NAME]
+        else:
+            self._input, self._outputs = card.input.name, [card.outputs.probabilities.name, card.outputs.labels.name]
         inputs = {item.name: item for item in self.session.get_inputs()}
         outputs = {item.name for item in self.session.get_outputs()}
-        if INPUT_NAME not in inputs or not {PROBABILITIES_NAME, LABELS_NAME} <= outputs:
-            raise ValueError(f"{path}: expected input {INPUT_NAME!r} and outputs {PROBABILITIES_NAME!r}, "
-                             f"{LABELS_NAME!r}; found inputs {sorted(inputs)}, outputs {sorted(outputs)}")
-        _, height, width, _ = inputs[INPUT_NAME].shape
+        if self._input not in inputs or not set(self._outputs) <= outputs:
+            raise ValueError(f"{path}: expected input {self._input!r} and outputs {self._outputs}; "
+                             f"found inputs {sorted(inputs)}, outputs {sorted(outputs)}")
+        _, height, width, _ = inputs[self._input].shape
         if not (isinstance(height, int) and isinstance(width, int)):
-            raise ValueError(f"{path}: input {INPUT_NAME!r} needs a fixed height and width, got {height}x{width}")
+            raise ValueError(f"{path}: input {self._input!r} needs a fixed height and width, got {height}x{width}")
         self.input_size = (height, width)
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probabilities, labels = self.session.run([PROBABILITIES_NAME, LABELS_NAME], {INPUT_NAME: images})
+        probabilities, labels = self.session.run(self._outputs, {self._input: images})
         return probabilities, labels

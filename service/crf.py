@@ -17,9 +17,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from PIL import Image
 
+from modelcard.geometry import resize_channels
 from service.errors import ServiceError
 from service.settings import CrfSettings
-from modelcard.geometry import resize_channels
 
 _MIN_PROBABILITY = 1e-8
 

@@ -15,12 +15,12 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from modelcard.card import ModelCard
 from service import polygons, uncertainty
-from service.polygons import PolygonOptions
 from service.encoding import encode_grey_png, encode_npy, encode_png, encode_rle, quantise
 from service.errors import ServiceError
 from service.overlay import render_overlay
-from modelcard.card import ModelCard
+from service.polygons import PolygonOptions
 
 OutputFormat = Literal["png", "rle", "probabilities", "uncertainty", "polygons", "overlay"]
 JSON_FORMATS = ("rle", "polygons")

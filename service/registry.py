@@ -26,13 +26,13 @@ from typing import Literal
 
 import numpy as np
 
+from modelcard.card import ModelCard, load_card
 from service import telemetry
 from service.backends import Backend, load_backend
 from service.batching import Batcher, BatchPolicy, policy_for
 from service.errors import ServiceError
 from service.repository import Fingerprint, Index, RepositoryError, VersionSource, scan
 from service.settings import Settings
-from modelcard.card import ModelCard, load_card
 
 log = logging.getLogger(__name__)
 UNHEALTHY_AFTER_FAILURES = 3  # consecutive failed batches before /healthz reports the backend broken

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from modelcard.card import ModelCard
+from modelcard.geometry import Placement, crop, letterbox, resize_channels, restore
 from service import telemetry
 from service.batching import BatchOutput
 from service.crf import CrfPool
@@ -24,8 +26,6 @@ from service.registry import ModelEntry
 from service.settings import DriftSettings
 from service.telemetry import Timings
 from service.uncertainty import image_statistics
-from modelcard.card import ModelCard
-from modelcard.geometry import Placement, crop, letterbox, resize_channels, restore
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import base64
 
 import numpy as np
 
+from modelcard.card import ModelCard
 from service.crf import CrfPool
 from service.formats import OutputOptions, Prediction, encode
 from service.imaging import decode_base64_image
@@ -27,7 +28,6 @@ from service.oip import BYTES, InferRequest, InputTensor, OutputTensor, bad_requ
 from service.registry import Model, ModelEntry
 from service.segmentation import label_image
 from service.telemetry import Timings
-from modelcard.card import ModelCard
 
 OUTPUTS = ("labels", "probabilities", "rle", "png")
 PLATFORMS = {"onnx-cpu": "onnxruntime_onnx", "onnx-cuda": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from modelcard.card import ModelCard, load_card
 from modelcard.files import find_cards
 from tests.support.service import ServiceProcess, models_for_tests, tiny_models
 from training.datasets import data_root
-from modelcard.card import ModelCard, load_card
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,18 @@ import datetime
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelcard.card import (INPUT_NAME, LABELS_NAME, NORMALISATION_FORMULA, PROBABILITIES_NAME, SCHEMA_VERSION,
-                            TASK, ModelCard, ModelCardError, sha256_file, validate_card)
+from modelcard.card import (
+    INPUT_NAME,
+    LABELS_NAME,
+    NORMALISATION_FORMULA,
+    PROBABILITIES_NAME,
+    SCHEMA_VERSION,
+    TASK,
+    ModelCard,
+    ModelCardError,
+    sha256_file,
+    validate_card,
+)
 from modelcard.geometry import DEFAULT_RESTORE, PAD_VALUE
 from training.checkpoint import network_input_size
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -34,10 +33,10 @@ from typing import get_args
 
 import numpy as np
 
+from modelcard.card import load_card, sha256_file
+from modelcard.geometry import DEFAULT_RESTORE, PAD_VALUE, RestoreMode, crop, letterbox, restore
 from training.checkpoint import FLIP_AXES
 from training.datasets import IGNORE_INDEX, SegmentationDataset, get_dataset
-from modelcard.geometry import DEFAULT_RESTORE, PAD_VALUE, RestoreMode, crop, letterbox, restore
-from modelcard.card import load_card, sha256_file
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """uint8 [N, H, W, 3] -> (probabilities float32 [N, H, W, C], labels uint8 [N, H, W])."""
@@ -106,9 +105,9 @@ def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0,
     """A training run, through the export graph (TensorFlow)."""
     import tensorflow as tf
 
+    from modelcard.card import LABELS_NAME, PROBABILITIES_NAME
     from training.checkpoint import load_model, resolve_checkpoint
     from training.inference_graph import build_export_graph
-    from modelcard.card import LABELS_NAME, PROBABILITIES_NAME
 
     checkpoint = resolve_checkpoint(path)
     size = (input_size, input_size)
@@ -129,11 +128,11 @@ def onnx_target(path: Path, card_path: Path | None) -> Target:
     """An exported ONNX file in ONNX Runtime; dataset from its card (given, or ``<stem>.json``)."""
     from modelcard.onnx_runner import OnnxRunner
 
-    runner = OnnxRunner(path)
     card_path = card_path or (path.with_suffix(".json") if path.with_suffix(".json").is_file() else None)
+    card = load_card(card_path) if card_path is not None else None
+    runner = OnnxRunner(path, card=card)
     dataset, data_root, inference_scale, flips = None, None, 1.0, []
-    if card_path is not None:
-        card = load_card(card_path)
+    if card is not None:
         if card.input_size != runner.input_size:
             raise ValueError(f"{card_path}: input size {card.input_size} differs from {path}'s {runner.input_size}")
         dataset, data_root = card.training.dataset, card.training.data_root
@@ -142,7 +141,7 @@ def onnx_target(path: Path, card_path: Path | None) -> Target:
                     {"source": {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
                                 "card": str(card_path) if card_path else None}},
                     inference_scale=inference_scale, test_time_flips=flips)
-    if card_path is not None:
+    if card is not None:
         target.restore, target.pad_value = card.outputs.restore, card.input.resize.pad_value
     return target
 
@@ -206,7 +205,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     try:

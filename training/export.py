@@ -16,25 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np
-
 from modelcard import parity
-from training.checkpoint import FLIP_AXES, Checkpoint, load_model, resolve_checkpoint
 from modelcard.card import ModelCardError, load_card, sha256_file, write_card
 from modelcard.geometry import DEFAULT_RESTORE
+from modelcard.onnx_runner import OnnxRunner
 from training.card_builder import build_card
+from training.checkpoint import FLIP_AXES, Checkpoint, load_model, resolve_checkpoint
 from training.datasets.parity_images import validation_images
 from training.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_KEEP_FP32, add_int8_variant
-from modelcard.onnx_runner import OnnxRunner
 from training.tflite_runner import TFLiteRunner
 
 DEFAULT_INPUT_SIZE = 512
@@ -59,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--tflite", action="store_true", help="also write <name>_fp32.tflite and <name>_fp16.tflite")
     parser.add_argument("--int8", action="store_true",
-                        help="also write <name>.int8.onnx (static INT8, training.quantize) into the card (needs --onnx)")
+                        help="also write <name>.int8.onnx (static INT8, training.quantize) into the card "
+                             "(needs --onnx)")
     parser.add_argument("--name", help="model name (file stem, card name); default: the run's name")
     parser.add_argument("--description", help="one line for the card; default: derived from the run config")
     parser.add_argument("--engines-dir", type=Path, help="copy <name>.onnx and <name>.json here (needs --onnx)")

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from training.inference_graph import SIGNATURE, ExportGraph
 from modelcard.card import INPUT_NAME, LABELS_NAME, PROBABILITIES_NAME
+from training.inference_graph import SIGNATURE, ExportGraph
 
 MIN_ONNX_OPSET = 17
 BATCH_DIM_NAME = "batch"

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from modelcard import parity
+from modelcard.card import INT8_ROLE, ModelCard, load_card, sha256_file, validate_card, write_card
+from modelcard.geometry import letterbox
+from modelcard.onnx_runner import OnnxRunner
 from training.datasets import get_dataset
 from training.datasets.parity_images import validation_images
-from modelcard.geometry import letterbox
-from modelcard.card import INT8_ROLE, ModelCard, load_card, sha256_file, validate_card, write_card
-from modelcard.onnx_runner import OnnxRunner
 
 DEFAULT_CALIBRATION_IMAGES = 64
 DEFAULT_KEEP_FP32: tuple[str, ...] = ()
@@ -74,8 +74,8 @@ def add_int8_variant(card: ModelCard, calibration_count: int, keep_fp32: Sequenc
     images = calibration_images(card, calibration_count)
     quantize(source, target, card.input.name, images, keep_fp32)
     check_images = validation_images(card.training.recipe, parity.DEFAULT_IMAGES, card.input_size,
-                                            root=card.training.data_root)
-    result = parity.measure(OnnxRunner(source)(check_images), OnnxRunner(target)(check_images))
+                                     root=card.training.data_root)
+    result = parity.measure(OnnxRunner(source, card=card)(check_images), OnnxRunner(target, card=card)(check_images))
     parity.check(INT8_ROLE, result)
     data = card.to_json()
     data["files"] = {**data["files"], INT8_ROLE: target.name, f"{INT8_ROLE}_sha256": sha256_file(target)}

@@ -15,27 +15,24 @@ import csv
 import hashlib
 import json
 import math
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from training.checkpoint import STATE_FILE, epochs_done, record_stage, resolve_checkpoint  # noqa: E402
-from training.config import TrainConfig, parse_args  # noqa: E402
-from training.datasets import class_pixel_counts, get_dataset  # noqa: E402
-from training.datasets.augment import AugmentConfig  # noqa: E402
-from training.distribute import make_strategy, patch_keras_for_multiworker, worker_role  # noqa: E402
-from training.losses import class_weights_from_counts, make_loss  # noqa: E402
-from training.fit_metrics import ForegroundDice, MeanIoU  # noqa: E402
-from training.model import build_deeplab  # noqa: E402
-from modelcard.card import sha256_file  # noqa: E402
-from training.schedule import WarmupCosine  # noqa: E402
+from modelcard.card import sha256_file
+from training.checkpoint import STATE_FILE, epochs_done, record_stage, resolve_checkpoint
+from training.config import TrainConfig, parse_args
+from training.datasets import class_pixel_counts, get_dataset
+from training.datasets.augment import AugmentConfig
+from training.distribute import make_strategy, patch_keras_for_multiworker, worker_role
+from training.fit_metrics import ForegroundDice, MeanIoU
+from training.losses import class_weights_from_counts, make_loss
+from training.model import build_deeplab
+from training.schedule import WarmupCosine
 
 
 class RunState(keras.callbacks.Callback):
@@ -148,7 +145,8 @@ def train(config: TrainConfig) -> dict:
     init_weights = resolve_checkpoint(config.init_weights).weights_path if config.init_weights else None
     if init_weights:
         if init_weights.parent.resolve() == run_dir.resolve():
-            raise ValueError(f"--init-weights {config.init_weights} is this run itself; fine-tune into a new --run-name")
+            raise ValueError(f"--init-weights {config.init_weights} is this run itself; "
+                             "fine-tune into a new --run-name")
         info["init_weights_sha256"] = sha256_file(init_weights)
     if is_chief:
         (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), **info}, indent=2))

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from modelcard.card import ModelCard
 from service.backends.base import Backend, InferenceResult
 from service.backends.onnx import OnnxBackend, cpu_unavailable, cuda_unavailable
 from service.backends.tensorrt.backend import load_tensorrt, tensorrt_unavailable
-from modelcard.card import ModelCard
 from service.settings import Settings
 
 __all__ = ["SPECS", "Backend", "BackendSpec", "BackendUnavailable", "InferenceResult", "load_backend"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from service.backends.base import Backend, InferenceResult
-from service.settings import OnnxSettings
 from modelcard.card import ModelCard, Precision, verify_onnx
 from modelcard.onnx_runner import CPU_PROVIDER, open_session
+from service.backends.base import Backend, InferenceResult
+from service.settings import OnnxSettings
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 

@@ -11,12 +11,11 @@ from PIL import Image
 
 from benchmarks.naive_server import create_app
 from benchmarks.raw import run_raw, session_for
+from modelcard.geometry import crop, letterbox, resize_labels
 from service.backends.onnx import session_options_for
-from modelcard.geometry import crop, resize_labels
 from service.imaging import decode_image
 from service.settings import OnnxSettings
 from tests.support.service import run_onnx
-from modelcard.geometry import letterbox
 
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]

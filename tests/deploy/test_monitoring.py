@@ -11,7 +11,6 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from service import telemetry
 
-
 SERIES_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 
 

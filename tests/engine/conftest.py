@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service.backends.tensorrt.sidecar import BatchProfile, Platform, Sidecar
 from modelcard.card import load_card
+from service.backends.tensorrt.sidecar import BatchProfile, Platform, Sidecar
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 H200 = Platform(tensorrt_version="10.13.3.9", gpu_name="NVIDIA H200", compute_capability="9.0")
@@ -43,7 +43,7 @@ def export_tiny_model(directory: Path) -> Path:
     model = build_deeplab(2, backbone="mobilenetv2", input_size=(64, 64), backbone_options={"alpha": 0.35})
     model.save_weights(run / "best.weights.h5")
     export.main(["--checkpoint_path", str(run), "--output_dir", str(directory / "export"),
-                       "--onnx", "--input-size", "64", "--name", "tiny", "--parity-images", "2"])
+                 "--onnx", "--input-size", "64", "--name", "tiny", "--parity-images", "2"])
     return directory / "export" / "tiny.json"
 
 

@@ -15,7 +15,7 @@ import pytest
 from service.backends.tensorrt import backend as trt_backend
 from service.backends.tensorrt.errors import TensorRTError
 from service.backends.tensorrt.sidecar import write_sidecar
-from tests.engine.fakes import C, H, W, FakeContext, FakeCuda
+from tests.engine.fakes import C, FakeContext, FakeCuda, H, W
 
 NAMES = ("pixels", "mask", "scores")  # a card that does not use the default tensor names
 

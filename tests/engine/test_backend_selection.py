@@ -5,10 +5,10 @@ import logging
 
 import pytest
 
-from service.backends import BackendUnavailable, SPECS, load_backend
+from service.backends import SPECS, BackendUnavailable, load_backend
 from service.backends.tensorrt import backend as trt_backend
-from service.settings import Settings
 from service.backends.tensorrt.sidecar import write_sidecar
+from service.settings import Settings
 
 
 @pytest.fixture

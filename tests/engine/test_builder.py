@@ -82,7 +82,8 @@ def fake_tensorrt(has_fp16_flag: bool):
         def parse_from_file(self, path):
             text = open(path).read()
             if text.startswith("bad"):
-                self.errors = [FakeParserError(3, "aspp/pool", "ReduceMean", "UNSUPPORTED_NODE", "axes must be constant"),
+                self.errors = [FakeParserError(3, "aspp/pool", "ReduceMean", "UNSUPPORTED_NODE",
+                                               "axes must be constant"),
                                FakeParserError(7, "", "", "INVALID_GRAPH", "dangling input")]
                 return False
             self.network.inputs = [Input(text.strip())]

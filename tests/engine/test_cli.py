@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine_builder import cli
-from service.backends.tensorrt import cuda, host
 from engine_builder.checks import measure_throughput
+from service.backends.tensorrt import cuda, host
 from service.backends.tensorrt.errors import CudaUnavailable, TensorRTNotInstalled
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

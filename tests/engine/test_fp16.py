@@ -24,7 +24,8 @@ def test_io_types_stay_as_the_card_says_and_weights_become_fp16(fp16_model):
     onnx.checker.check_model(model)
     assert elem_types(model.graph.input) == {"image": TensorProto.UINT8}
     assert elem_types(model.graph.output) == {"probabilities": TensorProto.FLOAT, "labels": TensorProto.UINT8}
-    float_weights = [init for init in model.graph.initializer if init.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+    float_weights = [init for init in model.graph.initializer
+                     if init.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
     assert sum(init.data_type == TensorProto.FLOAT16 for init in float_weights) > 0.9 * len(float_weights)
 
 

@@ -52,10 +52,10 @@ def test_pinned_device_round_trip_on_a_stream():
                     reason="TensorRT is not installed (NGC image or `pip install tensorrt`)")
 def test_tensorrt_build_and_backend_match_onnx_runtime(exported_card_path, exported_card, tmp_path):
     cuda_runtime_or_skip()
-    from service.backends.tensorrt.backend import TensorRTBackend
     from engine_builder import cli
     from engine_builder.checks import sample_images
     from modelcard.onnx_runner import OnnxRunner
+    from service.backends.tensorrt.backend import TensorRTBackend
 
     plan = tmp_path / "model.plan"
     assert cli.main([str(exported_card_path.with_suffix(".onnx")), "-o", str(plan), "--max-batch", "4",

@@ -9,7 +9,8 @@ import pytest
 from service.backends.tensorrt.buffers import TensorSpec, check_images, outputs_to_copy
 from service.backends.tensorrt.errors import TensorRTError
 from service.backends.tensorrt.runner import EngineRunner
-from tests.engine.fakes import C, H, SPECS, W, FakeContext, FakeCuda
+from tests.engine.fakes import SPECS, C, FakeContext, FakeCuda, H, W
+
 
 def make_runner(max_batch=4, **context_options):
     cuda = FakeCuda()

@@ -5,10 +5,17 @@ import json
 import pytest
 
 from engine_builder.cli import parser as build_parser
-from service.backends.tensorrt.errors import EngineMismatch, SidecarError
 from modelcard.files import sidecar_path
-from service.backends.tensorrt.sidecar import (BatchProfile, Platform, mismatches, read_sidecar, rebuild_command,
-                                               verify, write_sidecar)
+from service.backends.tensorrt.errors import EngineMismatch, SidecarError
+from service.backends.tensorrt.sidecar import (
+    BatchProfile,
+    Platform,
+    mismatches,
+    read_sidecar,
+    rebuild_command,
+    verify,
+    write_sidecar,
+)
 
 
 def test_sidecar_round_trips_beside_the_plan_without_touching_the_model_card(tmp_path, make_sidecar):

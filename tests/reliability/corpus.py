@@ -109,7 +109,8 @@ def uploads(photo: Path, png_photo: Path, max_body_bytes: int) -> list[Upload]:
         Upload("no-content-type", png_bytes, 415, "unsupported_media_type", content_type=None),
         # Limits.
         Upload("png-declaring-20000x20000", png_declaring(20000, 20000), 413, "payload_too_large"),
-        Upload("png-declaring-8000x6000", png_declaring(8000, 6000), 413, "payload_too_large"),  # over the 40 MP default
+        # over the 40 MP default
+        Upload("png-declaring-8000x6000", png_declaring(8000, 6000), 413, "payload_too_large"),
         Upload("body-just-over-limit", b"\0" * (max_body_bytes + 1), 413, "payload_too_large"),
         Upload("chunked-body-just-over-limit", None, 413, "payload_too_large", chunked_size=max_body_bytes + 1),
         Upload("multipart-just-over-limit", b"\0" * (max_body_bytes + 1), 413, "payload_too_large", form_field="image"),

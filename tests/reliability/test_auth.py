@@ -52,7 +52,8 @@ def operations(client: httpx.Client, card) -> list[tuple[str, str, dict]]:
                 extra = v2_infer_body(card) if path.endswith("/infer") else {}
             elif method == "post":  # one image: the raw body /segment takes, or the JSON list /segment/batch takes
                 batch = path.endswith("/batch")
-                body = json.dumps({"images": [base64.b64encode(small_png()).decode()]}).encode() if batch else small_png()
+                encoded = [base64.b64encode(small_png()).decode()]
+                body = json.dumps({"images": encoded}).encode() if batch else small_png()
                 extra = {"content": body, "headers": {"Content-Type": "application/json" if batch else "image/png"}}
             found.append((method.upper(), path, extra))
     return found
@@ -89,7 +90,8 @@ def test_every_operation_refuses_missing_and_wrong_keys(service_factory, cards, 
         for method, path, extra in guarded:
             refusals = [call(client, method, path, extra, {})]
             refusals += [call(client, method, path, extra, {"X-API-Key": wrong}) for wrong in WRONG_KEYS]
-            refusals += [call(client, method, path, extra, {"Authorization": f"Bearer {wrong}"}) for wrong in WRONG_KEYS]
+            refusals += [call(client, method, path, extra, {"Authorization": f"Bearer {wrong}"})
+                         for wrong in WRONG_KEYS]
             for response in refusals:
                 assert refused_for_the_key(response), f"{method} {path}: {response.status_code} {response.text}"
                 assert response.headers["WWW-Authenticate"] == "Bearer"

@@ -12,9 +12,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from modelcard.card import load_card, sha256_file
 from tests.reliability.faulty_service import POISON
 from tests.support.prometheus import sample
-from modelcard.card import load_card, sha256_file
 
 
 def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:

@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelcard.geometry import crop, resize_labels
+from modelcard.geometry import crop, letterbox, resize_labels
 from service.imaging import decode_image
-from modelcard.geometry import letterbox
-
 from tests.support.service import ServiceProcess, run_onnx
 
 pycocotools_mask = pytest.importorskip("pycocotools.mask", reason="pycocotools (dev dependency) decodes the RLE")

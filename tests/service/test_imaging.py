@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modelcard.geometry import crop, letterbox, resize_labels
 from service.errors import ServiceError
-from modelcard.geometry import crop, resize_labels
 from service.imaging import check_content_type, decode_image
-from modelcard.geometry import letterbox
 
 LIMIT = 10_000_000
 

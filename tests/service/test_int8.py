@@ -11,10 +11,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from modelcard.geometry import crop, resize_labels
-from service.imaging import decode_image
-from modelcard.geometry import letterbox
 from modelcard.card import load_card
+from modelcard.geometry import crop, letterbox, resize_labels
+from service.imaging import decode_image
 from training.quantize import main as quantize_main
 
 

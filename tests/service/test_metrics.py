@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from tests.support.prometheus import sample
-
 from tests.support.service import ServiceProcess, free_port
 
 EXPECTED_FAMILIES = (

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modelcard.geometry import crop, letterbox, resize_channels
 from service.imaging import decode_image
 from service.uncertainty import normalised_entropy
 from tests.support.prometheus import sample
-from modelcard.geometry import crop, letterbox, resize_channels
-
 from tests.support.service import ServiceProcess
 
 pycocotools_mask = pytest.importorskip("pycocotools.mask", reason="pycocotools (dev dependency) rasterises polygons")

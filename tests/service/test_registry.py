@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
+from modelcard.files import find_cards
 from service.backends import Backend
 from service.errors import ServiceError
 from service.registry import ModelRegistry
-from modelcard.files import find_cards
 from service.settings import Settings
 
 

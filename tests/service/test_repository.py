@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelcard.card import ModelCard
 from service import telemetry
 from service.errors import ServiceError
 from service.registry import ModelRegistry
 from service.repository import scan
 from service.settings import Settings
 from tests.support.service import add_version
-from modelcard.card import ModelCard
 
 
 def grey(card: ModelCard) -> np.ndarray:

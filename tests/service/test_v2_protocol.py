@@ -132,7 +132,8 @@ def test_every_output_when_none_is_named_and_v2_errors(server, triton, tiny_card
     assert "no version 9" in refused("/v2/models/polyp/versions/9/infer", 404, json=body)
     # "²".isdigit() is True but int("²") raises: a Unicode digit is a bad version, not a crash
     assert "positive integers" in refused("/v2/models/polyp/versions/%C2%B2/infer", 404, json=body)
-    assert "is not a length" in refused(infer, 400, content=b"{}", headers={"Inference-Header-Content-Length": "²".encode()})
+    assert "is not a length" in refused(infer, 400, content=b"{}",
+                                        headers={"Inference-Header-Content-Length": "²".encode()})
     assert "not JSON" in refused(infer, 400, content=b"\x00\x01")
     assert "non-empty 'inputs'" in refused(infer, 400, json={"inputs": []})
     raw = {"name": "image", "datatype": "UINT8", "shape": [1, 64, 64, 3], "data": [0] * (64 * 64 * 3)}

@@ -24,8 +24,8 @@ import httpx
 import numpy as np
 
 from benchmarks.processes import free_port, launch
-from modelcard.files import find_cards
 from modelcard.card import ModelCard, load_card, sha256_file
+from modelcard.files import find_cards
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CAMVID_CLASSES = [
@@ -67,8 +67,8 @@ def export_tiny_models(directory: Path) -> Path:
                               backbone_options={"alpha": 0.35})
         model.save_weights(run / "best.weights.h5")
         export.main(["--checkpoint_path", str(run), "--output_dir", str(directory / f"export-{name}"),
-                           "--onnx", "--input-size", "128", "--name", name, "--parity-images", "1",
-                           "--engines-dir", str(engines)])
+                     "--onnx", "--input-size", "128", "--name", name, "--parity-images", "1",
+                     "--engines-dir", str(engines)])
     return engines
 
 

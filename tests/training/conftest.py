@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.datasets import data_root
 from tests.support.images import save_gray, save_rgb
+from training.datasets import data_root
 from training.datasets.voc import PALETTE as VOC_PALETTE
 
 
@@ -126,6 +126,6 @@ def tiny_kvasir_export(tiny_kvasir_run, tmp_path_factory) -> dict:
 
     output_dir, engines_dir = tmp_path_factory.mktemp("export"), tmp_path_factory.mktemp("engines")
     args = export.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(output_dir),
-                                    "--input-size", str(TINY_INPUT_SIZE), "--onnx", "--int8", "--tflite", "--name", "tiny",
-                                    "--engines-dir", str(engines_dir)])
+                              "--input-size", str(TINY_INPUT_SIZE), "--onnx", "--int8", "--tflite", "--name", "tiny",
+                              "--engines-dir", str(engines_dir)])
     return {**export.export(args), "output_dir": output_dir, "engines_dir": engines_dir}

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests.support.images import save_gray
 from training.datasets import IGNORE_INDEX, SegmentationBatches, get_dataset, make_pipeline
 from training.datasets.augment import (
     IMAGE_FILL,
@@ -19,8 +20,6 @@ from training.datasets.augment import (
     letterbox_pair,
     random_transform,
 )
-
-from tests.support.images import save_gray
 
 COLOURS = np.array(
     [[30, 30, 30], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.float32
@@ -274,8 +273,8 @@ def test_inference_letterbox_pads_like_the_training_pipeline():
     black padding moved the image-pooling branch's global average and cost ~0.1 CamVid mIoU."""
     import numpy as np
 
-    from training.datasets.augment import IMAGE_FILL
     from modelcard.geometry import letterbox
+    from training.datasets.augment import IMAGE_FILL
 
     canvas, placement = letterbox(np.zeros((10, 20, 3), np.uint8), (20, 20))
     assert placement.top == 5

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.datasets import IGNORE_INDEX, class_pixel_counts, get_dataset
-
 from tests.support.images import save_gray, save_rgb
+from training.datasets import IGNORE_INDEX, class_pixel_counts, get_dataset
 
 
 @pytest.mark.parametrize(

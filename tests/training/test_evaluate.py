@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from modelcard.geometry import PAD_VALUE, crop, letterbox, resize_channels
 from training import evaluate
 from training.datasets import IGNORE_INDEX, data_root, get_dataset
-from modelcard.geometry import PAD_VALUE, crop, letterbox, resize_channels
 
 SCORE_KEYS = {"mean_iou", "per_class_iou", "dice", "per_class_dice", "pixel_accuracy", "confusion_matrix"}
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from modelcard import parity
-from training.datasets import get_dataset
-from modelcard.geometry import letterbox
 from modelcard.card import ModelCardError, load_card, sha256_file, verify_onnx
+from modelcard.geometry import letterbox
+from training.datasets import get_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTS = ("saved_model", "onnx", "tflite_fp32", "tflite_fp16", "onnx_int8")
@@ -197,7 +197,8 @@ def test_export_metrics_are_used_only_for_the_same_weights_size_scale_and_flips(
 
 
 def test_cli_runs_as_a_module_and_names_a_missing_config(tmp_path):
-    shown = subprocess.run([sys.executable, "-m", "training.export", "--help"], cwd=ROOT, capture_output=True, text=True)
+    shown = subprocess.run([sys.executable, "-m", "training.export", "--help"], cwd=ROOT, capture_output=True,
+                           text=True)
     assert shown.returncode == 0 and "--checkpoint_path" in shown.stdout, shown.stderr
     (tmp_path / "best.weights.h5").write_bytes(b"")
     failed = subprocess.run([sys.executable, "-m", "training.export", "--checkpoint_path", str(tmp_path)],
@@ -278,7 +279,7 @@ def scaled_export(tiny_kvasir_run, tmp_path_factory) -> dict:
     evaluate.main(["--checkpoint_path", str(tiny_kvasir_run), *graph,
                    "--limit", "2", "--split", "val", "--output", str(work / "eval.json"), "--no-progress"])
     args = export.parse_args(["--checkpoint_path", str(tiny_kvasir_run), "--output_dir", str(work / "out"),
-                                    *graph, "--onnx", "--name", "scaled", "--metrics", str(work / "eval.json")])
+                              *graph, "--onnx", "--name", "scaled", "--metrics", str(work / "eval.json")])
     return {**export.export(args), "evaluation": json.loads((work / "eval.json").read_text())}
 
 

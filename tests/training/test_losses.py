@@ -5,8 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from training.losses import (DiceFocalLoss, WeightedCrossEntropy, class_weights_from_counts, dice_loss,
-                             focal_loss, make_loss, weighted_cross_entropy)
+from training.losses import (
+    DiceFocalLoss,
+    WeightedCrossEntropy,
+    class_weights_from_counts,
+    dice_loss,
+    focal_loss,
+    make_loss,
+    weighted_cross_entropy,
+)
 
 
 def _logits_for(probabilities):

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.datasets import get_dataset
-from modelcard.geometry import letterbox
 from modelcard.card import ModelCardError, load_card, verify_onnx
-from training.quantize import main as quantize_main
+from modelcard.geometry import letterbox
 from modelcard.onnx_runner import OnnxRunner
+from training.datasets import get_dataset
+from training.quantize import main as quantize_main
 
 ENGINES = Path(__file__).resolve().parents[2] / "engines"
 BUNDLED = ("polyp", "camvid")

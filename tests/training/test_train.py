@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelcard.card import sha256_file
 from training.checkpoint import load_model, record_stage, resolve_checkpoint
 from training.config import parse_args, train_command
-from modelcard.card import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_RUN = ["--dataset", "kvasir", "--backbone", "mobilenetv2", "--backbone-options", '{"alpha": 0.35}',

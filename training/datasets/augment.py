@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from modelcard.geometry import letterbox
+
 from .base import IGNORE_INDEX
 
 IMAGE_FILL = 127.5

@@ -115,7 +115,8 @@ class SegmentationBatches(keras.utils.PyDataset):
     Training (`augment=True`) is an endless stream: batch `i` is position `i % batches_per_pass`
     of pass `i // batches_per_pass` over the shuffled samples (the last partial batch is dropped),
     with each pass's order and each example's augmentation drawn from `seed`, so a run is
-    reproducible whatever the thread count. `first_batch` continues a resumed run's stream instead of repeating its start.
+    reproducible whatever the thread count. `first_batch` continues a resumed run's stream instead of
+    repeating its start.
     `workers` threads load batches ahead (an example costs ~20 ms at 512 px on one core).
     Validation (`augment=False`) is one finite, ordered, letterboxed pass.
     """

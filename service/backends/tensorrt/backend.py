@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from modelcard.card import ModelCard
+from modelcard.files import plan_path
 from service.backends.base import Backend, InferenceResult
 from service.backends.tensorrt.buffers import TensorSpec, outputs_to_copy
 from service.backends.tensorrt.cuda import CudaRuntime
 from service.backends.tensorrt.errors import TensorRTError
 from service.backends.tensorrt.host import current_platform, import_tensorrt, shared_logger
-from service.settings import Settings
-from modelcard.files import plan_path
 from service.backends.tensorrt.plan_cache import find_matching_plan
 from service.backends.tensorrt.runner import EngineRunner
 from service.backends.tensorrt.sidecar import read_sidecar, verify
-from modelcard.card import ModelCard
+from service.settings import Settings
 
 
 def engine_tensor_specs(trt, engine) -> tuple[list[TensorSpec], int]:

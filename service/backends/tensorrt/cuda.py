@@ -76,7 +76,7 @@ def device_identity(device: int = 0) -> tuple[str, str]:
     runtime = _runtime()
     try:
         error, count = runtime.cudaGetDeviceCount()
-    except Exception as error:  # a missing libcuda surfaces as an exception in some releases
+    except Exception as error:  # noqa: BLE001 - a missing libcuda is an exception in some releases
         raise CudaUnavailable(f"no NVIDIA driver usable ({error}); TensorRT needs a GPU host "
                               "with the NVIDIA driver (in Docker: the NVIDIA Container Toolkit)") from None
     if error == runtime.cudaError_t.cudaErrorInsufficientDriver:

@@ -18,6 +18,7 @@ from modelcard.parity import TOLERANCES
 from service.backends.tensorrt.errors import SidecarError
 from service.backends.tensorrt.sidecar import Platform, mismatches, parity_problem, read_sidecar
 
+
 @dataclass(frozen=True)
 class PlanDecision:
     plan: Path
