@@ -26,11 +26,13 @@ from service.imaging import decode_base64_image, restore_labels
 from service.oip import BYTES, InferRequest, InputTensor, OutputTensor, bad_request
 from service.registry import Model, ModelEntry
 from service.segmentation import label_image
+from service.settings import BackendName
 from service.telemetry import Timings
 from training.model_card import ModelCard
 
 OUTPUTS = ("labels", "probabilities", "rle", "png")
-PLATFORMS = {"onnx-cpu": "onnxruntime_onnx", "onnx-cuda": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
+PLATFORMS = {BackendName.ONNX_CPU: "onnxruntime_onnx", BackendName.ONNX_CUDA: "onnxruntime_onnx",
+             BackendName.TENSORRT: "tensorrt_plan"}
 
 
 def model_metadata(model: Model, card: ModelCard) -> dict:

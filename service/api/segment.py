@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from service.api.auth import require_api_key
 from service.api.errors import error_responses
 from service.api.schemas import BatchResponse, PolygonsResponse, RleWithUncertainty
+from service.backends import SPECS
 from service.errors import ServiceError, payload_too_large
 from service.formats import NPY_MEDIA_TYPE, OutputFormat, OutputOptions
 from service.imaging import ADVERTISED_TYPES, check_content_type, decode_base64_image
@@ -56,7 +57,7 @@ _BATCH_BODY = {
 _HEADERS = {
     "X-Model": {"description": "The model that answered.", "schema": {"type": "string"}},
     "X-Model-Version": {"description": "Its version.", "schema": {"type": "string"}},
-    "X-Backend": {"description": "The engine that ran it (onnx-cpu, onnx-cuda, tensorrt).",
+    "X-Backend": {"description": f"The engine that ran it ({', '.join(spec.name for spec in SPECS)}).",
                   "schema": {"type": "string"}},
     "Server-Timing": {"description": "Milliseconds per stage: decode, preprocess, queue, infer, crf, encode "
                                      "(a batch: summed over its images).", "schema": {"type": "string"}},

@@ -16,7 +16,7 @@ from service.backends.base import Backend, InferenceResult
 from service.backends.onnx import OnnxBackend, cpu_unavailable, cuda_unavailable
 from service.backends.tensorrt import load_tensorrt, tensorrt_unavailable
 from training.model_card import ModelCard
-from service.settings import Settings
+from service.settings import BackendName, Settings
 
 __all__ = ["SPECS", "Backend", "BackendSpec", "BackendUnavailable", "InferenceResult", "load_backend"]
 
@@ -29,7 +29,7 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class BackendSpec:
-    name: str
+    name: BackendName
     unavailable: Callable[[ModelCard, Settings], str | None]  # why it cannot serve this card here, None if it can
     load: Callable[[ModelCard, Settings], Backend]
     int8: bool = False  # runs the card's INT8 ONNX variant (`--precision int8`)
@@ -40,9 +40,11 @@ def _onnx(use_cuda: bool) -> Callable[[ModelCard, Settings], Backend]:
 
 
 SPECS: list[BackendSpec] = [
-    BackendSpec("tensorrt", tensorrt_unavailable, load_tensorrt),
-    BackendSpec("onnx-cuda", lambda card, settings: cuda_unavailable(card), _onnx(use_cuda=True), int8=True),
-    BackendSpec("onnx-cpu", lambda card, settings: cpu_unavailable(card), _onnx(use_cuda=False), int8=True),
+    BackendSpec(BackendName.TENSORRT, tensorrt_unavailable, load_tensorrt),
+    BackendSpec(BackendName.ONNX_CUDA, lambda card, settings: cuda_unavailable(card), _onnx(use_cuda=True),
+                int8=True),
+    BackendSpec(BackendName.ONNX_CPU, lambda card, settings: cpu_unavailable(card), _onnx(use_cuda=False),
+                int8=True),
 ]
 
 
@@ -50,10 +52,10 @@ def load_backend(card: ModelCard, settings: Settings) -> Backend:
     """Load `card` on the engine `settings.backend` names, or on the best available one for `auto`
     (for an INT8 model: among the engines that run INT8 ONNX files)."""
     int8 = settings.precision_for(card.name) == "int8"
-    if settings.backend != "auto":
+    if settings.backend != BackendName.AUTO:
         spec = next((spec for spec in SPECS if spec.name == settings.backend), None)
         if spec is None:
-            raise BackendUnavailable(f"backend {settings.backend!r} is not part of this installation")
+            raise BackendUnavailable(f"backend '{settings.backend}' is not part of this installation")
         reason = ("it runs no INT8 ONNX files (--precision int8)" if int8 and not spec.int8
                   else spec.unavailable(card, settings))
         if reason is not None:

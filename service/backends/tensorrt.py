@@ -20,7 +20,7 @@ from service.tensorrt.buffers import TensorSpec, outputs_to_copy
 from service.tensorrt.cuda import CudaRuntime
 from service.tensorrt.errors import TensorRTError
 from service.tensorrt.host import current_platform, import_tensorrt, shared_logger
-from service.settings import Settings
+from service.settings import BackendName, Settings
 from service.tensorrt.plan_cache import find_matching_plan, plan_path
 from service.tensorrt.runner import EngineRunner
 from service.tensorrt.sidecar import read_sidecar, verify
@@ -56,7 +56,7 @@ def check_against_card(specs: list[TensorSpec], card: ModelCard, plan_path: Path
 
 
 class TensorRTBackend(Backend):
-    name = "tensorrt"
+    name = BackendName.TENSORRT
 
     def __init__(self, plan_path: str | Path, card: ModelCard, *, max_batch_size: int | None = None,
                  device: int = 0):
