@@ -60,7 +60,7 @@ class OnnxSettings(BaseModel):
 
 
 class BatchingSettings(BaseModel):
-    """Dynamic batching; unset values take the backend's measured default (see service/batching.py)."""
+    """Dynamic batching; unset values take the backend's measured default (its spec, service/backends)."""
 
     max_batch_size: int | None = Field(None, ge=1, description="Requests run together at most.")
     max_delay_ms: float | None = Field(None, ge=0, description="How long a batch waits to fill.")
