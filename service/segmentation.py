@@ -20,7 +20,7 @@ from service.batching import BatchOutput
 from service.crf import CrfPool
 from service.formats import OutputOptions, Prediction, SegmentationResult, encode
 from service.imaging import crop_to_image, decode_image, restore_labels
-from service.registry import ModelEntry
+from service.registry import ReadyModel
 from service.settings import DriftSettings
 from service.telemetry import Timings
 from service.uncertainty import image_statistics
@@ -36,7 +36,7 @@ class _Prepared:
 
 
 async def segment(
-    model: ModelEntry,
+    model: ReadyModel,
     data: bytes,
     *,
     options: OutputOptions,
@@ -76,7 +76,7 @@ class ImageLabels:
 
 
 async def label_image(
-    model: ModelEntry,
+    model: ReadyModel,
     data: bytes,
     *,
     refine: bool,
@@ -109,7 +109,7 @@ def _prepare(data: bytes, input_size: tuple[int, int], max_image_pixels: int, ke
     return _Prepared((image.height, image.width), canvas, placement, image if keep_image else None)
 
 
-def _finish(image: ImageLabels, model: ModelEntry, options: OutputOptions, drift: DriftSettings
+def _finish(image: ImageLabels, model: ReadyModel, options: OutputOptions, drift: DriftSettings
             ) -> SegmentationResult:
     """Record the drift signals of the model's own output (when enabled; before any CRF), then the image's
     part of the (refined) output -> the original size (the rule in service/formats.py) -> encoded."""
