@@ -8,10 +8,8 @@ While a batch runs, newcomers queue, so under load batches form even with no del
 Backpressure: a full queue answers 503 with `Retry-After` (the estimated time to drain it);
 a request still queued or waiting at its deadline answers 504.
 
-Defaults per backend, measured (see docs/ARCHITECTURE.md, "A request's path"): ONNX Runtime on
-CPU takes N times as long for a batch of N, so batching there only adds waiting: batch 1, no
-delay. GPUs run a batch of 8 in little more than the time of one, so a few milliseconds of delay
-buys throughput.
+The batch size and delay default to the backend's `BatchDefaults`, declared on its spec
+(service/backends/__init__.py, with why); the settings override them only where set.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service import telemetry
-from service.backends import Backend
+from service.backends import Backend, spec_for
 from service.errors import ServiceError
 from service.settings import BatchingSettings
 
@@ -43,18 +41,11 @@ class BatchPolicy:
     concurrent_batches: int = 1  # batches in inference at once (backends that allow it)
 
 
-BACKEND_DEFAULTS: dict[str, tuple[int, float]] = {  # backend name -> (max_batch_size, max_delay_ms)
-    "onnx-cpu": (1, 0.0),
-    "onnx-cuda": (8, 5.0),
-    "tensorrt": (8, 2.0),
-}
-
-
 def policy_for(backend: Backend, settings: BatchingSettings) -> BatchPolicy:
-    """The backend's default batching, overridden by whatever the settings set explicitly."""
-    default_size, default_delay = BACKEND_DEFAULTS.get(backend.name, (1, 0.0))
-    size = settings.max_batch_size if settings.max_batch_size is not None else default_size
-    delay = settings.max_delay_ms if settings.max_delay_ms is not None else default_delay
+    """The backend's default batching (its spec's), overridden by whatever the settings set explicitly."""
+    defaults = spec_for(backend.name).batching
+    size = settings.max_batch_size if settings.max_batch_size is not None else defaults.max_batch_size
+    delay = settings.max_delay_ms if settings.max_delay_ms is not None else defaults.max_delay_ms
     return BatchPolicy(
         max_batch_size=min(size, backend.max_batch_size),
         max_delay_ms=delay,

@@ -39,9 +39,24 @@ UNHEALTHY_AFTER_FAILURES = 3  # consecutive failed batches before /healthz repor
 Status = Literal["loading", "ready", "failed"]
 
 
+@dataclass(frozen=True, eq=False)
+class ReadyModel:
+    """A loaded, warmed-up version as requests see it: nothing in it is optional, so no caller checks."""
+
+    name: str
+    version: int
+    card: ModelCard
+    backend: Backend
+    batcher: Batcher
+
+    @property
+    def policy(self) -> BatchPolicy:
+        return self.batcher.policy
+
+
 @dataclass(eq=False)
 class ModelEntry:
-    """One version of a model: its card and, once loaded, its backend and batcher."""
+    """One version of a model: its card and, from loaded until released, what serves it."""
 
     name: str
     version: int
@@ -50,8 +65,7 @@ class ModelEntry:
     card: ModelCard | None = None
     status: Status = "loading"
     error: str | None = None
-    backend: Backend | None = None
-    batcher: Batcher | None = None
+    loaded: ReadyModel | None = None  # set by a successful load; every entry in `Model.serving` has it
     users: int = 0  # requests between registry.use() and their answer
     released: asyncio.Event = field(default_factory=asyncio.Event)  # set when the last user of a retired entry left
     retired: bool = False
@@ -61,10 +75,6 @@ class ModelEntry:
         status: Status = "failed" if source.error else "loading"
         return cls(source.name, source.version, source.card_path, source.fingerprint, source.card, status,
                    source.error)
-
-    @property
-    def policy(self) -> BatchPolicy | None:
-        return self.batcher.policy if self.batcher else None
 
 
 @dataclass
@@ -88,15 +98,23 @@ class Model:
         failed = [e for _, e in sorted(self.attempts.items(), reverse=True) if e.status == "failed"]
         return f"version {failed[0].version}: {failed[0].error}" if failed else None
 
+    def serving_entry(self, version: int | None) -> ModelEntry | None:
+        """The entry serving `version`; for None the highest version serving."""
+        if version is None:
+            return self.serving[max(self.serving)] if self.serving else None
+        return self.serving.get(version)
+
     @property
-    def latest(self) -> ModelEntry | None:
+    def latest(self) -> ReadyModel | None:
         """What a request without a version gets: the highest ready version."""
-        return self.serving[max(self.serving)] if self.serving else None
+        entry = self.serving_entry(None)
+        return entry.loaded if entry else None
 
     @property
     def card(self) -> ModelCard | None:
-        entry = self.latest or next((e for _, e in sorted(self.attempts.items(), reverse=True) if e.card), None)
-        return entry.card if entry else None
+        if self.latest is not None:
+            return self.latest.card
+        return next((e.card for _, e in sorted(self.attempts.items(), reverse=True) if e.card), None)
 
     def versions(self) -> list[tuple[int, Status, str | None]]:
         """(version, status, error) of every version serving or tried, highest first."""
@@ -216,8 +234,9 @@ class ModelRegistry:
         except Exception as exc:  # noqa: BLE001
             await asyncio.to_thread(backend.close)
             return self._failed(entry, exc)
-        entry.backend, entry.batcher = backend, Batcher(entry.name, backend, policy, version=entry.version)
-        entry.batcher.start()
+        batcher = Batcher(entry.name, backend, policy, version=entry.version)
+        batcher.start()
+        entry.loaded = ReadyModel(entry.name, entry.version, entry.card, backend, batcher)
         entry.status = "ready"
         telemetry.MODEL_LOADS.labels(model=entry.name, result="success").inc()
         telemetry.MODEL_INFO.labels(model=entry.name, version=str(entry.version), backend=backend.name,
@@ -268,7 +287,7 @@ class ModelRegistry:
         """Models whose backend keeps failing (a broken device wants a restart, not retries)."""
         return sorted({
             name for name, model in self.models.items() for e in model.serving.values()
-            if e.batcher is not None and e.batcher.consecutive_failures >= UNHEALTHY_AFTER_FAILURES
+            if e.loaded is not None and e.loaded.batcher.consecutive_failures >= UNHEALTHY_AFTER_FAILURES
         })
 
     def default_name(self) -> str | None:
@@ -276,8 +295,12 @@ class ModelRegistry:
             return self.settings.default_model
         return next(iter(sorted(self.models)), None)
 
-    def get(self, name: str | None, version: int | None = None) -> ModelEntry:
+    def get(self, name: str | None, version: int | None = None) -> ReadyModel:
         """The ready version of `name` (or the default model; the newest version): 404 unknown, 503 not usable."""
+        return self._find(name, version)[1]
+
+    def _find(self, name: str | None, version: int | None) -> tuple[ModelEntry, ReadyModel]:
+        """`get()`, with the entry that holds what it returns (`use()` counts that entry's users)."""
         if not self.models:
             raise ServiceError(503, "no_models", self.problem or "no models are configured")
         name = name or self.default_name()
@@ -288,47 +311,46 @@ class ModelRegistry:
         if version is not None and version not in model.serving and version not in model.attempts:
             known = ", ".join(str(v) for v, _, _ in model.versions()) or "none"
             raise ServiceError(404, "version_not_found", f"model {name!r} has no version {version}; versions: {known}")
-        entry = model.latest if version is None else model.serving.get(version)
-        if entry is not None:
-            return entry
+        entry = model.serving_entry(version)
+        if entry is not None and entry.loaded is not None:
+            return entry, entry.loaded
         label = f"model {name!r}" + (f" version {version}" if version is not None else "")
         if model.status == "loading" or (version is not None and model.attempts[version].status == "loading"):
             raise ServiceError(503, "model_loading", f"{label} is still loading", {"Retry-After": "5"})
         raise ServiceError(503, "model_unavailable", f"{label} failed to load: {model.error}")
 
     @contextlib.asynccontextmanager
-    async def use(self, name: str | None, version: int | None = None) -> AsyncIterator[ModelEntry]:
+    async def use(self, name: str | None, version: int | None = None) -> AsyncIterator[ReadyModel]:
         """`get()`, holding the version until the block ends: a swap releases it only after its last user."""
-        entry = self.get(name, version)
+        entry, ready = self._find(name, version)
         entry.users += 1
         try:
-            yield entry
+            yield ready
         finally:
             entry.users -= 1
             if entry.retired and entry.users == 0:
                 entry.released.set()
 
     async def close(self) -> None:
-        """Drain every queue, then release the engines."""
-        entries = [entry for model in self.models.values() for entry in model.serving.values()]
-        await asyncio.gather(*(entry.batcher.close() for entry in entries if entry.batcher))
-        for entry in entries:
-            if entry.backend is not None:
-                entry.backend.close()
-                entry.backend = None
+        """Drain every queue, then release the engines. The entries keep `loaded` (closed): a request that
+        still arrives gets the batcher's 503 shutting_down, as during the drain."""
+        serving = [entry.loaded for model in self.models.values() for entry in model.serving.values()
+                   if entry.loaded is not None]
+        await asyncio.gather(*(ready.batcher.close() for ready in serving))
+        for ready in serving:
+            ready.backend.close()
 
 
 async def release(entry: ModelEntry) -> None:
     """After its last user: drain the retired version's queue, release its engine and its metric."""
     if entry.users > 0:
         await entry.released.wait()
-    if entry.batcher is not None:
-        await entry.batcher.close()
-    if entry.backend is not None:
-        await asyncio.to_thread(entry.backend.close)
-        telemetry.MODEL_INFO.labels(model=entry.name, version=str(entry.version), backend=entry.backend.name,
-                                    precision=entry.backend.precision).set(0)
-        entry.backend = None
+    ready, entry.loaded = entry.loaded, None
+    if ready is not None:
+        await ready.batcher.close()
+        await asyncio.to_thread(ready.backend.close)
+        telemetry.MODEL_INFO.labels(model=entry.name, version=str(entry.version), backend=ready.backend.name,
+                                    precision=ready.backend.precision).set(0)
     log.info("model %s version %d released", entry.name, entry.version)
 
 

@@ -22,7 +22,7 @@ from service.batching import BatchOutput
 from service.crf import CrfPool
 from service.formats import OutputOptions, Prediction, SegmentationResult, encode
 from service.imaging import decode_image
-from service.registry import ModelEntry
+from service.registry import ReadyModel
 from service.settings import DriftSettings
 from service.telemetry import Timings
 from service.uncertainty import image_statistics
@@ -37,7 +37,7 @@ class _Prepared:
 
 
 async def segment(
-    model: ModelEntry,
+    model: ReadyModel,
     data: bytes,
     *,
     options: OutputOptions,
@@ -85,7 +85,7 @@ class ImageLabels:
 
 
 async def label_image(
-    model: ModelEntry,
+    model: ReadyModel,
     data: bytes,
     *,
     refine: bool,
@@ -120,7 +120,7 @@ def _prepare(data: bytes, card: ModelCard, max_image_pixels: int, keep_image: bo
     return _Prepared((image.height, image.width), canvas, placement, image if keep_image else None)
 
 
-def _finish(image: ImageLabels, model: ModelEntry, options: OutputOptions, drift: DriftSettings
+def _finish(image: ImageLabels, model: ReadyModel, options: OutputOptions, drift: DriftSettings
             ) -> SegmentationResult:
     """Record the drift signals of the model's own output (when enabled; before any CRF), then the image's
     part of the (refined) output -> the original size (the card's restore rule) -> encoded."""

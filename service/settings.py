@@ -8,16 +8,32 @@ environment, so `--workers N` processes (which re-read the environment) see the 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelcard.card import Precision
 
 ENV_PREFIX = "SEG_"
-BackendChoice = Literal["auto", "tensorrt", "onnx-cuda", "onnx-cpu"]
+
+
+class BackendName(StrEnum):
+    """Every engine's name, as `--backend` takes it and as X-Backend, /v1/models and the metrics report it.
+
+    AUTO is a choice, never an engine: it takes the first engine in `service.backends.SPECS` that loads."""
+
+    AUTO = "auto"
+    TENSORRT = "tensorrt"
+    ONNX_CUDA = "onnx-cuda"
+    ONNX_CPU = "onnx-cpu"
+
+
+# A Literal of the values, turned into the member: pydantic-settings' --help would list an enum by its
+# member names (AUTO), which the flag does not take.
+BackendChoice = Annotated[Literal[tuple(name.value for name in BackendName)], AfterValidator(BackendName)]
 ModelControl = Literal["none", "poll", "explicit"]
 
 
@@ -44,7 +60,7 @@ class OnnxSettings(BaseModel):
 
 
 class BatchingSettings(BaseModel):
-    """Dynamic batching; unset values take the backend's measured default (see service/batching.py)."""
+    """Dynamic batching; unset values take the backend's measured default (its spec, service/backends)."""
 
     max_batch_size: int | None = Field(None, ge=1, description="Requests run together at most.")
     max_delay_ms: float | None = Field(None, ge=0, description="How long a batch waits to fill.")
@@ -139,7 +155,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="Port to bind (0 = any free port).")
     workers: int = Field(1, ge=1, description="Server processes; metrics aggregate across them.")
     models: Path = Field(Path("engines"), description="Directory of model cards (<name>.json) and their ONNX files.")
-    backend: BackendChoice = Field("auto", description="auto prefers TensorRT, then ONNX CUDA, then ONNX CPU.")
+    backend: BackendChoice = Field(
+        BackendName.AUTO, description="auto prefers TensorRT, then ONNX CUDA, then ONNX CPU.")
     precision: Precision = Field(
         "fp32", description="ONNX weights every model loads: int8 = the card's INT8 variant (files.onnx_int8), "
         "served by the ONNX Runtime backends only; see docs/MODEL_CARD.md."

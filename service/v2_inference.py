@@ -25,22 +25,24 @@ from service.crf import CrfPool
 from service.formats import OutputOptions, Prediction, encode
 from service.imaging import decode_base64_image
 from service.oip import BYTES, InferRequest, InputTensor, OutputTensor, bad_request
-from service.registry import Model, ModelEntry
+from service.registry import Model, ReadyModel
 from service.segmentation import label_image
+from service.settings import BackendName
 from service.telemetry import Timings
 
 OUTPUTS = ("labels", "probabilities", "rle", "png")
-PLATFORMS = {"onnx-cpu": "onnxruntime_onnx", "onnx-cuda": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
+PLATFORMS = {BackendName.ONNX_CPU: "onnxruntime_onnx", BackendName.ONNX_CUDA: "onnxruntime_onnx",
+             BackendName.TENSORRT: "tensorrt_plan"}
 
 
 def model_metadata(model: Model, card: ModelCard) -> dict:
     """The protocol's model metadata: versions, platform and the tensors `infer` takes and gives."""
     height, width = card.input_size
-    entry = model.latest
+    latest = model.latest
     return {
         "name": model.name,
         "versions": [str(version) for version, _, _ in model.versions()],
-        "platform": PLATFORMS.get(entry.backend.name, "onnxruntime_onnx") if entry else "onnxruntime_onnx",
+        "platform": PLATFORMS[latest.backend.name] if latest else "onnxruntime_onnx",
         "inputs": [{"name": card.input.name, "datatype": "UINT8", "shape": [-1, height, width, 3]}],
         "outputs": [
             {"name": "labels", "datatype": "UINT8", "shape": [-1, height, width]},
@@ -51,11 +53,11 @@ def model_metadata(model: Model, card: ModelCard) -> dict:
     }
 
 
-async def infer(entry: ModelEntry, request: InferRequest, *, crf_pool: CrfPool, max_image_pixels: int,
+async def infer(model: ReadyModel, request: InferRequest, *, crf_pool: CrfPool, max_image_pixels: int,
                 timings: Timings) -> list[OutputTensor]:
-    """Run every image of `request` through `entry` and build the outputs it asked for, in its order."""
-    card = entry.card
-    image = _image_input(request, card, entry.policy.max_queue_size)
+    """Run every image of `request` through `model` and build the outputs it asked for, in its order."""
+    card = model.card
+    image = _image_input(request, card, model.policy.max_queue_size)
     wanted = request.outputs or dict.fromkeys(OUTPUTS)
     unknown = sorted(set(wanted) - set(OUTPUTS))
     if unknown:
@@ -65,13 +67,13 @@ async def infer(entry: ModelEntry, request: InferRequest, *, crf_pool: CrfPool, 
     if image.datatype == BYTES:
         data = image.data if image.binary else [decode_base64_image(element) for element in image.data]
         results = await asyncio.gather(*(label_image(
-            entry, element, refine=False, want_probabilities=want_probabilities, keep_image=False,
+            model, element, refine=False, want_probabilities=want_probabilities, keep_image=False,
             crf_pool=crf_pool, max_image_pixels=max_image_pixels, timings=timings) for element in data))
         with timings.measure("encode"):
             masks = await asyncio.to_thread(lambda: [r.restored(card)[0] for r in results])
         probabilities = [r.output.probabilities for r in results]
     else:
-        batch = await asyncio.gather(*(entry.batcher.submit(np.ascontiguousarray(pixels), want_probabilities)
+        batch = await asyncio.gather(*(model.batcher.submit(np.ascontiguousarray(pixels), want_probabilities)
                                        for pixels in image.data))
         timings.record("queue", max(output.queue_s for output in batch))
         timings.record("infer", max(output.infer_s for output in batch))

@@ -6,9 +6,10 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from fastapi import Request, Security
+from fastapi import Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.api.dependencies import State
 from service.errors import ServiceError
 
 _bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token.")
@@ -19,11 +20,11 @@ def api_key_guard(open_when: Literal["open_probes", "open_metrics"] | None = Non
     """A dependency that demands the key when one is configured, unless the named setting opens the route."""
 
     async def guard(
-        request: Request,
+        state: State,
         bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
         header_key: str | None = Security(_header),
     ) -> None:
-        auth = request.app.state.service.settings.auth
+        auth = state.settings.auth
         if auth.api_key is None or (open_when is not None and getattr(auth, open_when)):
             return
         given = header_key if header_key is not None else (bearer.credentials if bearer else None)

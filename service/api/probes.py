@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from service.api.auth import api_key_guard
+from service.api.dependencies import State
 from service.api.schemas import Health, ModelReadiness, Readiness
 
 router = APIRouter(tags=["probes"], dependencies=[Depends(api_key_guard("open_probes"))])
@@ -13,8 +14,8 @@ router = APIRouter(tags=["probes"], dependencies=[Depends(api_key_guard("open_pr
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process and its backends work",
             responses={503: {"model": Health, "description": "A backend keeps failing; restart the process."}})
-async def healthz(request: Request) -> JSONResponse:
-    failing = request.app.state.service.registry.failing_models()
+async def healthz(state: State) -> JSONResponse:
+    failing = state.registry.failing_models()
     if not failing:
         return JSONResponse(Health(status="ok").model_dump())
     detail = f"inference keeps failing for: {', '.join(failing)}"
@@ -23,8 +24,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness: every model loaded and warmed up",
             responses={503: {"model": Readiness, "description": "Loading, a model failed, or draining."}})
-async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state.service
+async def readyz(state: State) -> JSONResponse:
     registry = state.registry
     models = {name: ModelReadiness(status=m.status, error=m.error, version=m.latest and m.latest.version)
               for name, m in registry.models.items()}

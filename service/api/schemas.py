@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.settings import BackendName
+
 
 class RleMask(BaseModel):
     size: tuple[int, int] = Field(description="[height, width] of the mask.", examples=[[529, 622]])
@@ -59,7 +61,7 @@ class ModelSummary(BaseModel):
     classes: list[str] = Field(default_factory=list, examples=[["background", "polyp"]])
     input_size: tuple[int, int] | None = Field(None, description="[height, width] the model runs at.",
                                                examples=[[512, 512]])
-    backend: str | None = Field(None, examples=["onnx-cpu"])
+    backend: str | None = Field(None, examples=[BackendName.ONNX_CPU])
     precision: str | None = Field(None, examples=["fp32"])
     batching: BatchLimits | None = None
 

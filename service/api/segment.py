@@ -14,13 +14,15 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from service.api.auth import require_api_key
+from service.api.dependencies import QueryModel, State
 from service.api.errors import error_responses
 from service.api.schemas import BatchResponse, PolygonsResponse, RleWithUncertainty
+from service.backends import SPECS
 from service.errors import ServiceError, payload_too_large
 from service.formats import NPY_MEDIA_TYPE, OutputFormat, OutputOptions
 from service.imaging import ADVERTISED_TYPES, check_content_type, decode_base64_image
 from service.polygons import PolygonOptions
-from service.registry import ModelEntry
+from service.registry import ReadyModel
 from service.segmentation import segment
 from service.telemetry import Timings
 
@@ -56,7 +58,7 @@ _BATCH_BODY = {
 _HEADERS = {
     "X-Model": {"description": "The model that answered.", "schema": {"type": "string"}},
     "X-Model-Version": {"description": "Its version.", "schema": {"type": "string"}},
-    "X-Backend": {"description": "The engine that ran it (onnx-cpu, onnx-cuda, tensorrt).",
+    "X-Backend": {"description": f"The engine that ran it ({', '.join(spec.name for spec in SPECS)}).",
                   "schema": {"type": "string"}},
     "Server-Timing": {"description": "Milliseconds per stage: decode, preprocess, queue, infer, crf, encode "
                                      "(a batch: summed over its images).", "schema": {"type": "string"}},
@@ -104,16 +106,12 @@ _OK = {
 
 @dataclass(frozen=True)
 class _Common:
-    model: str | None
-    version: int | None
     crf: bool
     uncertainty: bool
     polygon_options: PolygonOptions
 
 
 def _common(
-    model: str | None = Query(None, description="Model name (default: see GET /v1/models).", examples=["polyp"]),
-    version: int | None = Query(None, ge=1, description="Model version (default: the newest ready one)."),
     crf: bool = Query(False, description="Refine with a dense CRF (slower); combines with every format."),
     uncertainty: bool = Query(False, description="JSON formats: add mean entropy, the share of uncertain pixels "
                                                  "and per-class mean confidence."),
@@ -121,7 +119,7 @@ def _common(
                                                            "(0 = exact pixel edges)."),
     min_area: float = Query(0.0, ge=0, description="polygons: drop regions and holes smaller than this (pixels)."),
 ) -> _Common:
-    return _Common(model, version, crf, uncertainty, PolygonOptions(tolerance, min_area))
+    return _Common(crf, uncertainty, PolygonOptions(tolerance, min_area))
 
 
 @router.post(
@@ -134,6 +132,8 @@ def _common(
 )
 async def segment_image(
     request: Request,
+    model: QueryModel,
+    state: State,
     common: _Common = Depends(_common),
     output_format: OutputFormat = Query(
         "png", alias="format",
@@ -143,16 +143,13 @@ async def segment_image(
 ) -> Response:
     """Send the image as multipart field `image` or as the raw body with an `image/*` content type."""
     options = OutputOptions(output_format, common.uncertainty, common.polygon_options, alpha, outlines)
-    state = request.app.state.service
-    async with state.registry.use(common.model, common.version) as entry:
-        data = await read_image(request, state.settings.limits.max_body_bytes)
-        timings = Timings(entry.name)
-        result = await segment(
-            entry, data, options=options, refine=common.crf, crf_pool=state.crf_pool,
-            max_image_pixels=state.settings.limits.max_image_pixels, drift=state.settings.drift, timings=timings,
-        )
-        headers = _headers(entry, timings)
-    return Response(result.body, media_type=result.media_type, headers=headers)
+    data = await read_image(request, state.settings.limits.max_body_bytes)
+    timings = Timings(model.name)
+    result = await segment(
+        model, data, options=options, refine=common.crf, crf_pool=state.crf_pool,
+        max_image_pixels=state.settings.limits.max_image_pixels, drift=state.settings.drift, timings=timings,
+    )
+    return Response(result.body, media_type=result.media_type, headers=_headers(model, timings))
 
 
 @router.post(
@@ -167,38 +164,37 @@ async def segment_image(
 )
 async def segment_batch(
     request: Request,
+    model: QueryModel,  # one version for every image
+    state: State,
     common: _Common = Depends(_common),
     output_format: Literal["rle", "polygons"] = Query("rle", alias="format", description="rle | polygons."),
 ) -> Response:
     """Several multipart parts named `images`, or JSON `{"images": [base64, ...]}`. All images go to the
     model's queue at once, so they share a backend batch where the batcher allows (GPU backends)."""
     options = OutputOptions(output_format, common.uncertainty, common.polygon_options)
-    state = request.app.state.service
     limits = state.settings.limits
-    async with state.registry.use(common.model, common.version) as entry:  # one version for every image
-        uploads = await read_images(request, limits.max_body_bytes, limits.max_batch_images)
-        timings = Timings(entry.name)
+    uploads = await read_images(request, limits.max_body_bytes, limits.max_batch_images)
+    timings = Timings(model.name)
 
-        async def one(upload: _Upload) -> bytes:
-            if isinstance(upload.data, ServiceError):
-                raise upload.data
-            result = await segment(
-                entry, upload.data, options=options, refine=common.crf, crf_pool=state.crf_pool,
-                max_image_pixels=limits.max_image_pixels, drift=state.settings.drift, timings=timings,
-            )
-            return result.body
+    async def one(upload: _Upload) -> bytes:
+        if isinstance(upload.data, ServiceError):
+            raise upload.data
+        result = await segment(
+            model, upload.data, options=options, refine=common.crf, crf_pool=state.crf_pool,
+            max_image_pixels=limits.max_image_pixels, drift=state.settings.drift, timings=timings,
+        )
+        return result.body
 
-        outcomes = await asyncio.gather(*(one(upload) for upload in uploads), return_exceptions=True)
-        headers = _headers(entry, timings)
+    outcomes = await asyncio.gather(*(one(upload) for upload in uploads), return_exceptions=True)
     entries = [_batch_entry(index, upload.filename, outcome)
                for index, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))]
-    head = json.dumps({"model": entry.name, "format": output_format})[:-1].encode()
+    head = json.dumps({"model": model.name, "format": output_format})[:-1].encode()
     body = head + b',"results":[' + b",".join(entries) + b"]}"
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(body, media_type="application/json", headers=_headers(model, timings))
 
 
-def _headers(entry: ModelEntry, timings: Timings) -> dict[str, str]:
-    return {"X-Model": entry.name, "X-Model-Version": str(entry.version), "X-Backend": entry.backend.name,
+def _headers(model: ReadyModel, timings: Timings) -> dict[str, str]:
+    return {"X-Model": model.name, "X-Model-Version": str(model.version), "X-Backend": model.backend.name,
             "Server-Timing": timings.server_timing()}
 
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 from http import HTTPStatus
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from service.api.auth import api_key_guard, require_api_key
+from service.api.dependencies import ModelRef, State, ready_model
 from service.api.errors import V2_PREFIX
 from service.errors import ServiceError
 from service.model_control import load_model, unload_model
 from service.oip import HEADER_LENGTH, bad_request, encode_response, parse_request
-from service.registry import Model
+from service.registry import Model, ModelRegistry, ReadyModel
 from service.repository import RepositoryError
 from service.telemetry import Timings
 from service.v2_inference import infer, model_metadata
@@ -41,6 +43,14 @@ def v2_errors(*statuses: int) -> dict[int | str, dict]:
     return {status: {"model": V2Error, "description": HTTPStatus(status).phrase} for status in statuses}
 
 
+def _from_path(name: str, version: str | None = None) -> ModelRef:
+    """`version`: the path's on /versions/{version}/infer, else an optional query parameter."""
+    return ModelRef(name, _version(version))
+
+
+PathModel = Annotated[ReadyModel, ready_model(_from_path)]
+
+
 _INFER_OK = {200: {"description": "JSON, or JSON then binary outputs (length in Inference-Header-Content-Length).",
                    "content": {"application/json": {"schema": {"type": "object"}},
                                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
@@ -52,22 +62,22 @@ async def server_metadata(request: Request) -> dict:
 
 
 @probes.get("/health/live", summary="Liveness (200 true, 400 false)", responses=v2_errors(400, 401))
-async def live(request: Request) -> JSONResponse:
-    alive = not request.app.state.service.registry.failing_models()
+async def live(state: State) -> JSONResponse:
+    alive = not state.registry.failing_models()
     return JSONResponse({"live": alive}, status_code=200 if alive else 400)
 
 
 @probes.get("/health/ready", summary="Readiness, as /readyz (200 true, 400 false)", responses=v2_errors(400, 401))
-async def ready(request: Request) -> JSONResponse:
-    is_ready = request.app.state.service.ready
+async def ready(state: State) -> JSONResponse:
+    is_ready = state.ready
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 400)
 
 
 @router.get("/models/{name}", summary="Model metadata", dependencies=guarded, responses=v2_errors(401, 404, 503))
 @router.get("/models/{name}/versions/{version}", summary="Model version metadata", dependencies=guarded,
             responses=v2_errors(401, 404, 503))
-async def metadata(name: str, request: Request, version: str | None = None) -> dict:
-    model = _model(request, name, version)
+async def metadata(name: str, state: State, version: str | None = None) -> dict:
+    model = _model(state.registry, name, version)
     if model.card is None:
         raise ServiceError(503, "model_unavailable", f"model {name!r} has no readable card: {model.error}")
     return model_metadata(model, model.card)
@@ -77,10 +87,10 @@ async def metadata(name: str, request: Request, version: str | None = None) -> d
             responses=v2_errors(400, 401, 404))
 @router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", dependencies=guarded,
             responses=v2_errors(400, 401, 404))
-async def model_ready(name: str, request: Request, version: str | None = None) -> JSONResponse:
-    _model(request, name, version)
+async def model_ready(name: str, state: State, version: str | None = None) -> JSONResponse:
+    _model(state.registry, name, version)
     try:
-        request.app.state.service.registry.get(name, _version(version))
+        state.registry.get(name, _version(version))
     except ServiceError:
         return JSONResponse({"name": name, "ready": False}, status_code=400)
     return JSONResponse({"name": name, "ready": True})
@@ -90,28 +100,25 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
              responses={**_INFER_OK, **v2_errors(400, 401, 404, 413, 503, 504)})
 @router.post("/models/{name}/versions/{version}/infer", summary="Inference on one version", dependencies=guarded,
              response_class=Response, responses={**_INFER_OK, **v2_errors(400, 401, 404, 413, 503, 504)})
-async def model_infer(name: str, request: Request, version: str | None = None) -> Response:
+async def model_infer(model: PathModel, request: Request, state: State) -> Response:
     """JSON, or JSON then binary tensors (`Inference-Header-Content-Length`); see service/v2_inference.py."""
-    state = request.app.state.service
-    async with state.registry.use(name, _version(version)) as entry:
-        body = await request.body()
-        parsed = await asyncio.to_thread(parse_request, body, request.headers.get(HEADER_LENGTH))
-        timings = Timings(entry.name)
-        outputs = await infer(entry, parsed, crf_pool=state.crf_pool,
-                              max_image_pixels=state.settings.limits.max_image_pixels, timings=timings)
-        payload, headers = await asyncio.to_thread(encode_response, entry.name, str(entry.version), parsed.id,
-                                                   outputs)
-        headers |= {"X-Model": entry.name, "X-Model-Version": str(entry.version), "X-Backend": entry.backend.name,
-                    "Server-Timing": timings.server_timing()}
+    body = await request.body()
+    parsed = await asyncio.to_thread(parse_request, body, request.headers.get(HEADER_LENGTH))
+    timings = Timings(model.name)
+    outputs = await infer(model, parsed, crf_pool=state.crf_pool,
+                          max_image_pixels=state.settings.limits.max_image_pixels, timings=timings)
+    payload, headers = await asyncio.to_thread(encode_response, model.name, str(model.version), parsed.id, outputs)
+    headers |= {"X-Model": model.name, "X-Model-Version": str(model.version), "X-Backend": model.backend.name,
+                "Server-Timing": timings.server_timing()}
     return Response(payload, headers=headers)
 
 
 @router.post("/repository/index", summary="Every model in the repository and its state", dependencies=guarded,
              responses=v2_errors(400, 401))
-async def repository_index(request: Request) -> list[dict]:
+async def repository_index(request: Request, state: State) -> list[dict]:
     """Per version: READY (serving), LOADING, or UNAVAILABLE with the reason; `{"ready": true}` keeps only READY."""
     only_ready = _json_object(await request.body()).get("ready") is True
-    registry = request.app.state.service.registry
+    registry = state.registry
     try:
         on_disk, problem = registry.scan(), None
     except RepositoryError as exc:  # reported per version, not raised: the loaded models are still listed
@@ -122,36 +129,36 @@ async def repository_index(request: Request) -> list[dict]:
         known = {version: (status, error) for version, status, error in model.versions()} if model else {}
         for version in sorted(set(known) | set(on_disk.get(name, {})), reverse=True):
             status, error = known.get(version, ("unloaded", problem))
-            state = {"ready": "READY", "loading": "LOADING"}.get(status, "UNAVAILABLE")
-            row = {"name": name, "version": str(version), "state": state}
-            if state == "UNAVAILABLE":
+            shown = {"ready": "READY", "loading": "LOADING"}.get(status, "UNAVAILABLE")
+            row = {"name": name, "version": str(version), "state": shown}
+            if shown == "UNAVAILABLE":
                 row["reason"] = error or "not loaded"
-            if state == "READY" or not only_ready:
+            if shown == "READY" or not only_ready:
                 rows.append(row)
     return rows
 
 
 @router.post("/repository/models/{name}/load", summary="Load or reload a model (explicit mode)",
              dependencies=guarded, responses=v2_errors(400, 401, 404, 409, 503))
-async def repository_load(name: str, request: Request) -> JSONResponse:
+async def repository_load(name: str, request: Request, state: State) -> JSONResponse:
     """As Triton: an empty body or `{"parameters": {}}`; overriding the config or files is not supported."""
     if _json_object(await request.body()).get("parameters"):
         raise bad_request("load parameters (config or file overrides) are not supported; "
                           "put the model's files in the repository")
-    await load_model(request.app.state.service.registry, name)
+    await load_model(state.registry, name)
     return JSONResponse({})
 
 
 @router.post("/repository/models/{name}/unload", summary="Unload a model (explicit mode)", dependencies=guarded,
              responses=v2_errors(400, 401, 404, 409))
-async def repository_unload(name: str, request: Request) -> JSONResponse:
+async def repository_unload(name: str, request: Request, state: State) -> JSONResponse:
     _json_object(await request.body())
-    await unload_model(request.app.state.service.registry, name)
+    await unload_model(state.registry, name)
     return JSONResponse({})
 
 
-def _model(request: Request, name: str, version: str | None) -> Model:
-    model = request.app.state.service.registry.models.get(name)
+def _model(registry: ModelRegistry, name: str, version: str | None) -> Model:
+    model = registry.models.get(name)
     if model is None:
         raise ServiceError(404, "model_not_found", f"no model named {name!r}")
     number = _version(version)

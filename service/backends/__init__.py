@@ -1,9 +1,9 @@
 """Choosing an engine for a model: `--backend auto|tensorrt|onnx-cuda|onnx-cpu`.
 
-Each engine is a `BackendSpec`: a cheap availability check and a loader. `auto` walks `SPECS`
-in preference order and takes the first that loads; a named choice must load or the model fails
-with the reason. An engine joins by adding its spec to `SPECS` (TensorRT goes first: it is the
-fastest where a plan built for this GPU exists).
+Each engine is a `BackendSpec`: a cheap availability check, a loader and its batching defaults.
+`auto` walks `SPECS` in preference order and takes the first that loads; a named choice must load
+or the model fails with the reason. An engine joins by adding its spec to `SPECS` (TensorRT goes
+first: it is the fastest where a plan built for this GPU exists) and its name to `BackendName`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from modelcard.card import ModelCard
 from service.backends.base import Backend, InferenceResult
 from service.backends.onnx import OnnxBackend, cpu_unavailable, cuda_unavailable
 from service.backends.tensorrt.backend import load_tensorrt, tensorrt_unavailable
-from service.settings import Settings
+from service.settings import BackendName, Settings
 
-__all__ = ["SPECS", "Backend", "BackendSpec", "BackendUnavailable", "InferenceResult", "load_backend"]
+__all__ = ["SPECS", "Backend", "BackendSpec", "BackendUnavailable", "BatchDefaults", "InferenceResult", "load_backend",
+           "spec_for"]
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,19 @@ class BackendUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
+class BatchDefaults:
+    """The batching an engine gets where `--batching.max-batch-size` / `--batching.max-delay-ms` are not set."""
+
+    max_batch_size: int
+    max_delay_ms: float
+
+
+@dataclass(frozen=True)
 class BackendSpec:
-    name: str
+    name: BackendName
     unavailable: Callable[[ModelCard, Settings], str | None]  # why it cannot serve this card here, None if it can
     load: Callable[[ModelCard, Settings], Backend]
+    batching: BatchDefaults
     int8: bool = False  # runs the card's INT8 ONNX variant (`--precision int8`)
 
 
@@ -39,21 +49,30 @@ def _onnx(use_cuda: bool) -> Callable[[ModelCard, Settings], Backend]:
     return lambda card, settings: OnnxBackend(card, settings.onnx, use_cuda, settings.precision_for(card.name))
 
 
+# Batching defaults, measured (docs/ARCHITECTURE.md, "Measured choices"): ONNX Runtime on CPU takes N times as
+# long for a batch of N, so batching there only adds waiting: batch 1, no delay. GPUs run a batch of 8 in
+# little more than the time of one, so a few milliseconds of delay buys throughput.
 SPECS: list[BackendSpec] = [
-    BackendSpec("tensorrt", tensorrt_unavailable, load_tensorrt),
-    BackendSpec("onnx-cuda", lambda card, settings: cuda_unavailable(card), _onnx(use_cuda=True), int8=True),
-    BackendSpec("onnx-cpu", lambda card, settings: cpu_unavailable(card), _onnx(use_cuda=False), int8=True),
+    BackendSpec(BackendName.TENSORRT, tensorrt_unavailable, load_tensorrt, BatchDefaults(8, 2.0)),
+    BackendSpec(BackendName.ONNX_CUDA, lambda card, settings: cuda_unavailable(card), _onnx(use_cuda=True),
+                BatchDefaults(8, 5.0), int8=True),
+    BackendSpec(BackendName.ONNX_CPU, lambda card, settings: cpu_unavailable(card), _onnx(use_cuda=False),
+                BatchDefaults(1, 0.0), int8=True),
 ]
+
+
+def spec_for(name: BackendName) -> BackendSpec:
+    """The spec of the engine called `name` (every name but AUTO has one): for `--backend <name>`, and for a
+    loaded backend's batching defaults."""
+    return next(spec for spec in SPECS if spec.name == name)
 
 
 def load_backend(card: ModelCard, settings: Settings) -> Backend:
     """Load `card` on the engine `settings.backend` names, or on the best available one for `auto`
     (for an INT8 model: among the engines that run INT8 ONNX files)."""
     int8 = settings.precision_for(card.name) == "int8"
-    if settings.backend != "auto":
-        spec = next((spec for spec in SPECS if spec.name == settings.backend), None)
-        if spec is None:
-            raise BackendUnavailable(f"backend {settings.backend!r} is not part of this installation")
+    if settings.backend != BackendName.AUTO:
+        spec = spec_for(settings.backend)
         reason = ("it runs no INT8 ONNX files (--precision int8)" if int8 and not spec.int8
                   else spec.unavailable(card, settings))
         if reason is not None:

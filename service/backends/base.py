@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.settings import BackendName
+
 
 @dataclass(frozen=True)
 class InferenceResult:
@@ -23,7 +25,7 @@ class InferenceResult:
 class Backend(ABC):
     """A loaded model on one engine. `infer` runs on at most `max_concurrent_runs` threads at once."""
 
-    name: str  # "onnx-cpu" | "onnx-cuda" | "tensorrt"
+    name: BackendName  # never AUTO
     precision: str  # "fp32" | "fp16" | "int8"
     max_batch_size: int
     max_concurrent_runs: int = 1  # `infer` calls that may run at once from different threads

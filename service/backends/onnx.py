@@ -15,7 +15,7 @@ import onnxruntime as ort
 from modelcard.card import ModelCard, Precision, verify_onnx
 from modelcard.onnx_runner import CPU_PROVIDER, open_session
 from service.backends.base import Backend, InferenceResult
-from service.settings import OnnxSettings
+from service.settings import BackendName, OnnxSettings
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
@@ -39,7 +39,7 @@ class OnnxBackend(Backend):
     max_concurrent_runs = 4  # InferenceSession.run is thread-safe
 
     def __init__(self, card: ModelCard, options: OnnxSettings, use_cuda: bool, precision: Precision = "fp32"):
-        self.name = "onnx-cuda" if use_cuda else "onnx-cpu"
+        self.name = BackendName.ONNX_CUDA if use_cuda else BackendName.ONNX_CPU
         self.precision = precision
         # The registry checked the FP32 file's hash before loading; the INT8 one is checked here.
         self._path = verify_onnx(card, precision) if precision == "int8" else card.onnx_path

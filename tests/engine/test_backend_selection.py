@@ -8,7 +8,7 @@ import pytest
 from service.backends import SPECS, BackendUnavailable, load_backend
 from service.backends.tensorrt import backend as trt_backend
 from service.backends.tensorrt.sidecar import write_sidecar
-from service.settings import Settings
+from service.settings import BackendName, Settings
 
 
 @pytest.fixture
@@ -24,6 +24,11 @@ def gpu_host(monkeypatch, h200, tmp_path):
 
 def test_tensorrt_is_tried_first():
     assert SPECS[0].name == "tensorrt"
+
+
+def test_every_backend_name_but_auto_is_one_engine():
+    assert sorted(spec.name for spec in SPECS) == sorted(set(BackendName) - {BackendName.AUTO})
+    assert Settings(backend="onnx-cpu").backend is BackendName.ONNX_CPU
 
 
 def test_without_tensorrt_the_reason_says_what_to_install(exported_card, monkeypatch):

@@ -113,10 +113,10 @@ def test_the_key_is_compared_with_hmac_compare_digest(monkeypatch):
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
     settings = Settings(auth=AuthSettings(api_key=KEY))
-    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(service=SimpleNamespace(settings=settings))))
+    state = SimpleNamespace(settings=settings)
     guard = api_key_guard()
     with pytest.raises(ServiceError) as refused:
-        asyncio.run(guard(request, bearer=None, header_key="wrong"))
+        asyncio.run(guard(state, bearer=None, header_key="wrong"))
     assert refused.value.status == 401
-    asyncio.run(guard(request, bearer=HTTPAuthorizationCredentials(scheme="Bearer", credentials=KEY), header_key=None))
+    asyncio.run(guard(state, bearer=HTTPAuthorizationCredentials(scheme="Bearer", credentials=KEY), header_key=None))
     assert compared == [(b"wrong", KEY.encode()), (KEY.encode(), KEY.encode())]

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from service.backends import Backend, InferenceResult
+from service.backends import Backend, InferenceResult, spec_for
 from service.batching import Batcher, BatchPolicy, policy_for
 from service.errors import ServiceError
-from service.settings import BatchingSettings
+from service.settings import BackendName, BatchingSettings
 
 SIZE = 8
 
@@ -63,6 +63,17 @@ def test_cpu_defaults_never_wait_or_batch_and_settings_override():
     assert policy_for(cpu, BatchingSettings()).max_delay_ms == 0
     tuned = policy_for(cpu, BatchingSettings(max_batch_size=64, max_delay_ms=3))
     assert (tuned.max_batch_size, tuned.max_delay_ms) == (cpu.max_batch_size, 3)  # capped by the backend
+
+
+@pytest.mark.parametrize("name", [BackendName.TENSORRT, BackendName.ONNX_CUDA, BackendName.ONNX_CPU])
+def test_each_engines_defaults_are_its_specs_and_one_setting_overrides_only_itself(name):
+    backend = TimedBackend(max_batch_size=64)
+    backend.name = name
+    defaults = spec_for(name).batching
+    default = policy_for(backend, BatchingSettings())
+    assert (default.max_batch_size, default.max_delay_ms) == (defaults.max_batch_size, defaults.max_delay_ms)
+    sized = policy_for(backend, BatchingSettings(max_batch_size=3))
+    assert (sized.max_batch_size, sized.max_delay_ms) == (3, defaults.max_delay_ms)
 
 
 def test_each_request_gets_its_own_result_and_inference_runs_off_the_loop():

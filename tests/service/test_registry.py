@@ -92,4 +92,4 @@ def test_a_backend_that_fails_its_warm_up_is_closed(segmentation_model, tmp_path
     model = registry.models[segmentation_model.name]
     assert model.status == "failed" and "execute_async_v3 failed" in model.error
     (entry,) = model.attempts.values()
-    assert backend.closed and entry.backend is None and not model.serving
+    assert backend.closed and entry.loaded is None and not model.serving

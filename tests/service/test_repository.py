@@ -60,17 +60,18 @@ def test_a_new_version_swaps_in_when_ready_and_the_old_one_finishes_its_requests
     async def scenario():
         registry = await loaded(tmp_path)
         assert registry.get("polyp").version == 1
+        entry = registry.models["polyp"].serving[1]
         add_version(tmp_path, polyp, 2)
         async with registry.use("polyp") as old:  # a request that holds version 1 across the swap
             swap = asyncio.create_task(registry.refresh(registry.scan(), ["polyp"]))
             while registry.get("polyp").version != 2:
                 await asyncio.sleep(0.01)
-            assert old.batcher is not None and old.backend is not None  # still usable by its request
+            assert entry.loaded is old  # still usable by its request
             output = await old.batcher.submit(grey(polyp), want_probabilities=False)
             assert output.labels.shape == polyp.input_size
             assert not swap.done()  # the release waits for this request
         await asyncio.wait_for(swap, 30)
-        assert old.backend is None and registry.models["polyp"].versions() == [(2, "ready", None)]
+        assert entry.loaded is None and registry.models["polyp"].versions() == [(2, "ready", None)]
         with pytest.raises(ServiceError) as gone:
             registry.get("polyp", 1)
         assert gone.value.status == 404 and gone.value.code == "version_not_found"
@@ -150,7 +151,7 @@ def test_a_version_replaced_in_place_swaps_and_a_failed_replacement_is_moot_once
 
     async def scenario():
         registry = await loaded(repo)
-        first = registry.get("polyp")
+        first, entry = registry.get("polyp"), registry.models["polyp"].serving[1]
         add_version(repo, polyp, None, onnx=b"a corrupt graph" * 64)  # version 1 replaced by broken files
         await registry.refresh(registry.scan(), ["polyp"])
         assert registry.get("polyp") is first and registry.models["polyp"].error.startswith("version 1: ")
@@ -159,7 +160,7 @@ def test_a_version_replaced_in_place_swaps_and_a_failed_replacement_is_moot_once
         assert registry.get("polyp") is first and registry.models["polyp"].error is None
         add_version(repo, polyp, None)  # new files (new mtimes), same version: a swap
         await registry.refresh(registry.scan(), ["polyp"])
-        assert registry.get("polyp") is not first and first.backend is None
+        assert registry.get("polyp") is not first and entry.loaded is None
         await registry.close()
 
     asyncio.run(scenario())

@@ -25,7 +25,7 @@ from service.backends.tensorrt.host import current_platform, import_tensorrt, sh
 from service.backends.tensorrt.plan_cache import find_matching_plan
 from service.backends.tensorrt.runner import EngineRunner
 from service.backends.tensorrt.sidecar import read_sidecar, verify
-from service.settings import Settings
+from service.settings import BackendName, Settings
 
 
 def engine_tensor_specs(trt, engine) -> tuple[list[TensorSpec], int]:
@@ -57,7 +57,7 @@ def check_against_card(specs: list[TensorSpec], card: ModelCard, plan_path: Path
 
 
 class TensorRTBackend(Backend):
-    name = "tensorrt"
+    name = BackendName.TENSORRT
 
     def __init__(self, plan_path: str | Path, card: ModelCard, *, max_batch_size: int | None = None,
                  device: int = 0):
