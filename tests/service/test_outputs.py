@@ -226,7 +226,8 @@ def test_crf_combines_with_every_format(client, segmentation_model, kvasir_image
     plain = np.load(io.BytesIO(post(client, path, card.name, "probabilities").content))
     assert not np.array_equal(refined, plain)
     labelled = rle_labels(post(client, path, card.name, "rle", crf="true", uncertainty="true").json())
-    assert np.array_equal(refined.argmax(axis=-1), labelled)
+    assert np.array_equal(png_labels(post(client, path, card.name, "png", crf="true")), labelled)
+    assert (refined.argmax(axis=-1) == labelled).mean() >= 0.99  # the card's rule vs bilinear: borders only
 
 
 @pytest.mark.parametrize("params", [

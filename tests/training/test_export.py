@@ -180,7 +180,8 @@ def test_parity_check_fails_loudly_outside_tolerance():
         parity.check("tflite_fp16", result)
 
 
-def test_export_metrics_are_used_only_for_the_same_weights_size_scale_and_flips(tiny_kvasir_run, tmp_path, capsys):
+def test_export_metrics_are_used_only_for_the_same_weights_size_scale_flips_and_restore(tiny_kvasir_run, tmp_path,
+                                                                                        capsys):
     from training.checkpoint import resolve_checkpoint
     from training.export import matching_metrics
 
@@ -190,7 +191,10 @@ def test_export_metrics_are_used_only_for_the_same_weights_size_scale_and_flips(
     assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 512, 1.0, []) is None
     assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.5, []) is None
     assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.0, ["horizontal"]) is None
-    assert "inference scale or test-time flips" in capsys.readouterr().out
+    assert "inference scale, test-time flips or restore rule" in capsys.readouterr().out
+    bilinear = tmp_path / "bilinear.json"
+    bilinear.write_text(json.dumps({**evaluation, "restore": "probabilities-bilinear"}))
+    assert matching_metrics(bilinear, checkpoint, 96, 1.0, []) is None  # the card names labels-nearest
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**evaluation, "weights_sha256": "0" * 64}))
     assert matching_metrics(other, checkpoint, 96, 1.0, []) is None
