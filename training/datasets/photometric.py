@@ -89,15 +89,15 @@ def specular_highlights(image: np.ndarray, rng: np.random.Generator, count: int,
     height, width = image.shape[:2]
     rows, cols = np.mgrid[:height, :width].astype(np.float32)
     for _ in range(count):
-        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-        ry, rx = rng.uniform(0.2, 1.0, 2) * max_radius_fraction * min(height, width) + 1.0
-        angle = rng.uniform(0, math.pi)
+        cy, cx = float(rng.uniform(0, height)), float(rng.uniform(0, width))
+        ry, rx = (float(r) for r in rng.uniform(0.2, 1.0, 2) * max_radius_fraction * min(height, width) + 1.0)
+        angle = float(rng.uniform(0, math.pi))
         cos, sin = math.cos(angle), math.sin(angle)
         u = ((cols - cx) * cos + (rows - cy) * sin) / rx
         v = (-(cols - cx) * sin + (rows - cy) * cos) / ry
         alpha = np.clip(1.5 - 1.5 * (u * u + v * v), 0, 1)[..., None]  # flat core, soft rim
         image = image * (1 - alpha) + 255.0 * alpha
-    return image
+    return image.astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
