@@ -25,3 +25,16 @@ def test_shifted_split_is_scored_on_the_same_pixels_with_other_predictions():
     np.testing.assert_array_equal(confusion_clean.sum(axis=1), confusion_dark.sum(axis=1))  # same truth
     # darker images -> fewer pixels above 0.5 brightness -> fewer predicted 'polyp'
     assert confusion_dark[:, 1].sum() < confusion_clean[:, 1].sum()
+
+
+@pytest.mark.usefixtures("real_data_root")
+def test_shift_report_has_a_row_per_shift_relative_to_clean():
+    from training.shift_report import report, table
+
+    target = evaluate.Target(brightness_runner, (64, 64), "kvasir", None, {"source": {"kind": "stub"}})
+    rows = report(target, "kvasir", None, "val", ["dark", "bright"], limit=1)
+    assert list(rows) == ["none", "dark", "bright"]
+    assert rows["dark"]["split"] == "val@dark"
+    lines = table(rows).splitlines()
+    assert len(lines) == 5 and lines[2].startswith("| none | 1 |") and lines[2].endswith("| +0.0000 |")
+    assert rows["dark"]["dice"] != rows["bright"]["dice"]
