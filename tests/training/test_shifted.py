@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from training.datasets import get_dataset
-from training.datasets.shifted import MIXED_COUNT, NAMES, apply_shift, picks, split_and_shift
+from training.datasets.shifted import (
+    MIXED_COUNT,
+    NAMES,
+    apply_shift,
+    picks,
+    split_and_shift,
+)
 
 
 @pytest.fixture

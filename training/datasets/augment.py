@@ -16,7 +16,7 @@ it warps, so parallel loaders use several cores.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -38,7 +38,7 @@ class AugmentConfig:
     # Strength s of brightness, contrast and saturation factors drawn from [1 - s, 1 + s].
     color_jitter: float = 0.0
     # Exposure, white balance, blur, noise, JPEG, highlights (training.datasets.photometric).
-    appearance: AppearanceConfig = AppearanceConfig()
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
 
     def __post_init__(self) -> None:
         low, high = self.scale_range

@@ -11,7 +11,6 @@ sequence 0016E5, which ``train`` also holds, so ``heldout-0001TP`` (62 frames of
 
 from pathlib import Path
 
-from .sequences import select_frames
 from .base import (
     IGNORE_INDEX,
     Sample,
@@ -19,6 +18,7 @@ from .base import (
     class_id_lut,
     require_path,
 )
+from .sequences import select_frames
 
 FOLDER = "camvid"
 CLASSES = [
