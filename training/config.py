@@ -44,6 +44,8 @@ class TrainConfig:
     max_rotation_degrees: float = 15.0
     vertical_flip: bool = False
     color_jitter: float = 0.0
+    # training.datasets.photometric.AppearanceConfig fields, e.g. { gamma = 0.4, jpeg = 0.3 }.
+    appearance: dict = field(default_factory=dict)
     cache: bool = True
     batch_size: int = 8
     epochs: int = 30

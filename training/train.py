@@ -28,6 +28,7 @@ from training.checkpoint import STATE_FILE, epochs_done, record_stage, resolve_c
 from training.config import TrainConfig, parse_args
 from training.datasets import class_pixel_counts, get_dataset
 from training.datasets.augment import AugmentConfig
+from training.datasets.photometric import AppearanceConfig
 from training.distribute import make_strategy, patch_keras_for_multiworker, worker_role
 from training.fit_metrics import ForegroundDice, MeanIoU
 from training.losses import class_weights_from_counts, make_loss
@@ -156,7 +157,8 @@ def train(config: TrainConfig) -> dict:
     validation_steps = config.validation_steps or math.ceil(len(val_set.samples) / global_batch)
     augmentation = AugmentConfig(scale_range=tuple(config.scale_range),
                                  max_rotation_degrees=config.max_rotation_degrees,
-                                 vertical_flip=config.vertical_flip, color_jitter=config.color_jitter)
+                                 vertical_flip=config.vertical_flip, color_jitter=config.color_jitter,
+                                 appearance=AppearanceConfig(**config.appearance))
     initial_epoch = epochs_done(run_dir) if (run_dir / "last.weights.h5").is_file() else 0
     train_data, val_data = _input_pipelines(config, train_set, val_set, global_batch, augmentation,
                                             first_batch=initial_epoch * steps_per_epoch)

@@ -16,7 +16,7 @@ it warps, so parallel loaders use several cores.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -24,6 +24,7 @@ from PIL import Image
 from modelcard.geometry import letterbox
 
 from .base import IGNORE_INDEX
+from .photometric import AppearanceConfig, random_colour, random_degradation
 
 IMAGE_FILL = 127.5
 
@@ -37,6 +38,8 @@ class AugmentConfig:
     vertical_flip: bool = False
     # Strength s of brightness, contrast and saturation factors drawn from [1 - s, 1 + s].
     color_jitter: float = 0.0
+    # Exposure, white balance, blur, noise, JPEG, highlights (training.datasets.photometric).
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
 
     def __post_init__(self) -> None:
         low, high = self.scale_range
@@ -179,11 +182,17 @@ def augment(
     crop_size: int | tuple[int, int],
     config: AugmentConfig = AugmentConfig(),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One random scale/rotate/flip/crop (and colour jitter) of an (image, mask) pair."""
+    """One random scale/rotate/flip/crop (and colour jitter, appearance shift) of an (image, mask)
+    pair. Without appearance shift the random draws are those of earlier versions."""
     transform = random_transform(rng, mask.shape[:2], crop_size, config)
     if config.color_jitter:
         image = jitter_colours(image, rng, config.color_jitter)
-    return apply_transform(image, mask, transform, crop_size)
+    if config.appearance.enabled:
+        image = random_colour(image, rng, config.appearance)
+    image, mask = apply_transform(image, mask, transform, crop_size)
+    if config.appearance.enabled:
+        image = random_degradation(image, rng, config.appearance)
+    return image, mask
 
 
 def letterbox_pair(

@@ -5,6 +5,7 @@ from types import ModuleType
 
 from . import camvid, cityscapes, folder, kvasir, voc
 from .base import SegmentationDataset, data_root, require_path
+from .shifted import shifted, split_and_shift
 
 READERS: dict[str, ModuleType] = {
     "folder": folder,
@@ -21,6 +22,8 @@ def get_dataset(
     """Read one split; `root` defaults to `data_root() / <the dataset's folder>`.
 
     `options` go to the reader (only "folder" takes any: `classes`, `palette`).
+    `split` may end in `@<shift>` (`val@mixed`): that split under a fixed appearance shift
+    (`training.datasets.shifted`).
     """
     if name not in READERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(READERS)}")
@@ -30,4 +33,6 @@ def get_dataset(
             raise ValueError(f"dataset {name!r} has no default location: pass root=")
         root = data_root() / reader.FOLDER
     root = require_path(Path(root), f"{name} dataset root")
-    return reader.load(root, split, **options)
+    split, shift = split_and_shift(split)
+    dataset = reader.load(root, split, **options)
+    return shifted(dataset, shift) if shift else dataset
