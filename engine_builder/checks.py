@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from modelcard.geometry import letterbox
-from modelcard.parity import TOLERANCES, Parity, measure
+from modelcard.parity import Parity, ParityError, check, measure
 from service.backends.tensorrt.errors import ParityFailure
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -56,12 +56,11 @@ def compare_labels(reference: Model, candidate: Model, images: np.ndarray, batch
 
 
 def require_agreement(parity: Parity, what: str, kind: str) -> None:
-    """ParityFailure when ``parity`` is below the label agreement ``modelcard.parity`` sets for ``kind``."""
-    minimum = TOLERANCES[kind][1]
-    if not parity.label_agreement >= minimum:
-        raise ParityFailure(f"{what}: labels agree with the FP32 ONNX model on "
-                            f"{parity.label_agreement:.4%} of pixels over {parity.images} images, "
-                            f"below the required {minimum:.1%}")
+    """``modelcard.parity.check`` for ``kind``, failing as a build error (ParityFailure) that names ``what``."""
+    try:
+        check(kind, parity)
+    except ParityError as error:
+        raise ParityFailure(f"{what}: against the FP32 ONNX model, {error}") from None
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,11 @@ def crop(array: np.ndarray, placement: Placement) -> np.ndarray:
     return array[placement.top:placement.top + placement.height, placement.left:placement.left + placement.width]
 
 
+def needs_probabilities(mode: RestoreMode) -> bool:
+    """Whether ``restore`` under ``mode`` reads the probabilities (a server fetches them only then)."""
+    return mode == "probabilities-bilinear"
+
+
 def restore(mode: RestoreMode, size: tuple[int, int], labels: np.ndarray,
             probabilities: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The image's part of the model's answer (``crop``ped: uint8 labels [h, w], float probabilities

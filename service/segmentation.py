@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from modelcard.card import ModelCard
-from modelcard.geometry import Placement, crop, letterbox, resize_channels, restore
+from modelcard.geometry import Placement, crop, letterbox, needs_probabilities, resize_channels, restore
 from service import telemetry
 from service.batching import BatchOutput
 from service.crf import CrfPool
@@ -75,13 +75,16 @@ class ImageLabels:
         probabilities = self.output.probabilities
         return None if probabilities is None else crop(probabilities, self.prepared.placement)
 
+    @property
+    def answer_probabilities(self) -> np.ndarray | None:
+        """float32 [h, w, C]: the CRF's marginals when refined, else the model's probabilities."""
+        return self.probabilities if self.marginals is None else self.marginals
+
     def restored(self, card: ModelCard) -> tuple[np.ndarray, np.ndarray | None]:
         """The (refined) answer at the image's own size by the card's restore rule, the one its
         metrics were measured with: labels, and the probabilities when the rule restored them."""
-        if self.marginals is None:
-            return restore(card.outputs.restore, self.prepared.size, self.labels, self.probabilities)
-        labels = self.marginals.argmax(axis=-1).astype(np.uint8)
-        return restore(card.outputs.restore, self.prepared.size, labels, self.marginals)
+        labels = self.labels if self.marginals is None else self.marginals.argmax(axis=-1).astype(np.uint8)
+        return restore(card.outputs.restore, self.prepared.size, labels, self.answer_probabilities)
 
 
 async def label_image(
@@ -98,9 +101,8 @@ async def label_image(
     """The pipeline up to the output at model resolution: shared by /segment and the v2 API."""
     card = model.card
     prepared = await asyncio.to_thread(_prepare, data, card, max_image_pixels, keep_image, timings)
-    restore_needs_them = card.outputs.restore == "probabilities-bilinear"
-    output = await model.batcher.submit(prepared.canvas,
-                                        want_probabilities=refine or want_probabilities or restore_needs_them)
+    output = await model.batcher.submit(prepared.canvas, want_probabilities=refine or want_probabilities
+                                        or needs_probabilities(card.outputs.restore))
     timings.record("queue", output.queue_s)
     timings.record("infer", output.infer_s)
     image = ImageLabels(prepared, output, None)
@@ -133,6 +135,5 @@ def _finish(image: ImageLabels, model: ReadyModel, options: OutputOptions, drift
     if not options.needs_probabilities:
         probabilities = None
     elif probabilities is None:  # the rule resized the labels; the format wants the probabilities too
-        probabilities = resize_channels(image.probabilities if image.marginals is None else image.marginals,
-                                        prepared.size)
+        probabilities = resize_channels(image.answer_probabilities, prepared.size)
     return encode(Prediction(labels, probabilities, prepared.image), card, options)

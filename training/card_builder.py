@@ -20,10 +20,11 @@ from modelcard.card import (
     TASK,
     ModelCard,
     ModelCardError,
+    Resize,
     sha256_file,
     validate_card,
 )
-from modelcard.geometry import DEFAULT_RESTORE, PAD_VALUE
+from modelcard.geometry import DEFAULT_RESTORE
 from training.checkpoint import network_input_size
 
 FROM_SCRATCH_NOTE = ("Trained from scratch (random initialisation): no pretrained weights can be "
@@ -71,7 +72,7 @@ def build_card(*, name: str, description: str, config: dict, input_size: tuple[i
                   "height": height, "width": width, "channels": 3, "batch": "dynamic",
                   "normalisation": {"in_graph": True, "formula": NORMALISATION_FORMULA,
                                     "range": [-1, 1]},
-                  "resize": {"mode": "letterbox", "pad_value": PAD_VALUE, "interpolation": "bilinear"}},
+                  "resize": Resize().model_dump()},
         "outputs": {"probabilities": {"name": PROBABILITIES_NAME, "dtype": "float32", "layout": "NHWC"},
                     "labels": {"name": LABELS_NAME, "dtype": "uint8", "layout": "NHW"},
                     "restore": DEFAULT_RESTORE},

@@ -131,17 +131,15 @@ def onnx_target(path: Path, card_path: Path | None) -> Target:
     card_path = card_path or (path.with_suffix(".json") if path.with_suffix(".json").is_file() else None)
     card = load_card(card_path) if card_path is not None else None
     runner = OnnxRunner(path, card=card)
-    dataset, data_root, inference_scale, flips = None, None, 1.0, []
+    target = Target(runner, runner.input_size, None, None,
+                    {"source": {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
+                                "card": str(card_path) if card_path else None}})
     if card is not None:
         if card.input_size != runner.input_size:
             raise ValueError(f"{card_path}: input size {card.input_size} differs from {path}'s {runner.input_size}")
-        dataset, data_root = card.training.dataset, card.training.data_root
-        inference_scale, flips = card.architecture.inference_scale, card.architecture.test_time_flips
-    target = Target(runner, runner.input_size, dataset, data_root,
-                    {"source": {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
-                                "card": str(card_path) if card_path else None}},
-                    inference_scale=inference_scale, test_time_flips=flips)
-    if card is not None:
+        target.dataset, target.data_root = card.training.dataset, card.training.data_root
+        target.inference_scale = card.architecture.inference_scale
+        target.test_time_flips = card.architecture.test_time_flips
         target.restore, target.pad_value = card.outputs.restore, card.input.resize.pad_value
     return target
 
