@@ -242,3 +242,14 @@ def test_stream_handles_use_the_native_handle_api_where_cuda_bindings_has_it(mon
     assert cuda.native_handle_getter()(types.SimpleNamespace(address=0x7F00)) == 0x7F00
     monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)  # cuda-bindings 12.x
     assert cuda.native_handle_getter() is int
+
+
+def test_agreement_below_the_parity_table_is_a_build_error_naming_what_failed():
+    from engine_builder.checks import require_agreement
+    from modelcard.parity import TOLERANCES, Parity
+    from service.backends.tensorrt.errors import ParityFailure
+
+    minimum = TOLERANCES["tensorrt"][1]
+    require_agreement(Parity(0.0, minimum, 2), "plan", "tensorrt")
+    with pytest.raises(ParityFailure, match=r"engine\.plan: .*below 0\.995"):
+        require_agreement(Parity(0.0, minimum - 0.001, 2), "engine.plan", "tensorrt")
