@@ -8,7 +8,7 @@ While a batch runs, newcomers queue, so under load batches form even with no del
 Backpressure: a full queue answers 503 with `Retry-After` (the estimated time to drain it);
 a request still queued or waiting at its deadline answers 504.
 
-The batch size and delay default to the backend's `BatchDefaults`, declared on its spec
+The batch size, delay and batches in flight default to the backend's `BatchDefaults`, declared on its spec
 (service/backends/__init__.py, with why); the settings override them only where set.
 """
 
@@ -46,12 +46,13 @@ def policy_for(backend: Backend, settings: BatchingSettings) -> BatchPolicy:
     defaults = spec_for(backend.name).batching
     size = settings.max_batch_size if settings.max_batch_size is not None else defaults.max_batch_size
     delay = settings.max_delay_ms if settings.max_delay_ms is not None else defaults.max_delay_ms
+    concurrent = settings.concurrent_batches if settings.concurrent_batches is not None else defaults.concurrent_batches
     return BatchPolicy(
         max_batch_size=min(size, backend.max_batch_size),
         max_delay_ms=delay,
         max_queue_size=settings.max_queue_size,
         timeout_s=settings.request_timeout_s,
-        concurrent_batches=min(settings.concurrent_batches, backend.max_concurrent_runs),
+        concurrent_batches=min(concurrent, backend.max_concurrent_runs),
     )
 
 

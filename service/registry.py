@@ -2,7 +2,8 @@
 
 Loading runs in the background after start-up so that `/healthz` answers while engines load;
 `/readyz` turns 200 once every model has a version serving, and reports per model what failed and
-why. A version is warmed up at the largest batch it will run, fetching both outputs, so first
+why. A version is warmed up at the largest batch it will run, as many batches at once as will run at
+once, fetching both outputs, so first
 requests pay no lazy initialisation and ONNX Runtime's arena reaches its working size before
 traffic arrives; the warm-up also checks the model's class count against the card.
 
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -230,7 +232,7 @@ class ModelRegistry:
             return self._failed(entry, exc)
         try:
             policy = policy_for(backend, self.settings.batching)
-            await asyncio.to_thread(warm_up, backend, entry.card, policy.max_batch_size)
+            await asyncio.to_thread(warm_up, backend, entry.card, policy)
         except Exception as exc:  # noqa: BLE001
             await asyncio.to_thread(backend.close)
             return self._failed(entry, exc)
@@ -360,10 +362,15 @@ def load_backend_checked(card: ModelCard, settings: Settings) -> Backend:
     return load_backend(card, settings)
 
 
-def warm_up(backend: Backend, card: ModelCard, batch_size: int) -> None:
-    """Run the largest batch the model will see, both fetches, and check the shapes against the card."""
+def warm_up(backend: Backend, card: ModelCard, policy: BatchPolicy) -> None:
+    """Run the largest batch the model will see, `concurrent_batches` of them side by side (each run in
+    flight holds its own activations in the arena), both fetches, and check the shapes against the card."""
+    batch_size = policy.max_batch_size
     images = np.full((batch_size, *card.input_size, 3), card.input.resize.pad_value, dtype=np.uint8)
-    result = backend.infer(images, want_probabilities=True)
+    with ThreadPoolExecutor(policy.concurrent_batches, thread_name_prefix=f"warm-up-{card.name}") as pool:
+        results = list(pool.map(lambda _: backend.infer(images, want_probabilities=True),
+                                range(policy.concurrent_batches)))
+    result = results[0]
     expected = (batch_size, *card.input_size)
     if result.labels.shape != expected or result.probabilities is None:
         raise ValueError(f"{card.name}: warm-up labels have shape {result.labels.shape}, expected {expected}")

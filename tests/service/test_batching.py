@@ -70,10 +70,24 @@ def test_each_engines_defaults_are_its_specs_and_one_setting_overrides_only_itse
     backend = TimedBackend(max_batch_size=64)
     backend.name = name
     defaults = spec_for(name).batching
+    backend.max_concurrent_runs = 4
     default = policy_for(backend, BatchingSettings())
-    assert (default.max_batch_size, default.max_delay_ms) == (defaults.max_batch_size, defaults.max_delay_ms)
+    assert (default.max_batch_size, default.max_delay_ms, default.concurrent_batches) == (
+        defaults.max_batch_size, defaults.max_delay_ms, defaults.concurrent_batches)
     sized = policy_for(backend, BatchingSettings(max_batch_size=3))
-    assert (sized.max_batch_size, sized.max_delay_ms) == (3, defaults.max_delay_ms)
+    assert (sized.max_batch_size, sized.max_delay_ms, sized.concurrent_batches) == (
+        3, defaults.max_delay_ms, defaults.concurrent_batches)
+    serial = policy_for(backend, BatchingSettings(concurrent_batches=1))
+    assert (serial.max_batch_size, serial.concurrent_batches) == (defaults.max_batch_size, 1)
+
+
+def test_onnx_on_cpu_keeps_two_batches_in_flight_by_default():
+    """Measured faster at 8 clients (docs/ARCHITECTURE.md); a backend that runs one at a time still gets one."""
+    cpu = TimedBackend()
+    cpu.max_concurrent_runs = 4
+    assert policy_for(cpu, BatchingSettings()).concurrent_batches == 2
+    cpu.max_concurrent_runs = 1
+    assert policy_for(cpu, BatchingSettings()).concurrent_batches == 1
 
 
 def test_each_request_gets_its_own_result_and_inference_runs_off_the_loop():

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 
+import numpy as np
 import pytest
 
+from modelcard.card import load_card
 from modelcard.files import find_cards
-from service.backends import Backend
+from service.backends import Backend, InferenceResult
+from service.batching import BatchPolicy
 from service.errors import ServiceError
-from service.registry import ModelRegistry
+from service.registry import ModelRegistry, warm_up
 from service.settings import Settings
 
 
@@ -67,6 +72,37 @@ def test_card_json_is_kept_verbatim_for_the_api(segmentation_model, tmp_path):
     shutil.copy2(segmentation_model.path, tmp_path / segmentation_model.path.name)
     card = discovered(tmp_path).models[segmentation_model.name].card
     assert card.to_json() == json.loads(segmentation_model.path.read_text())
+
+
+def test_warm_up_runs_as_many_batches_at_once_as_will_run_at_once(segmentation_model):
+    """Each run in flight holds its own activations: the arena must reach that size before traffic."""
+    card = load_card(segmentation_model.path)
+
+    class CountingBackend(Backend):
+        name, precision, max_batch_size = "onnx-cpu", "fp32", 4
+
+        def __init__(self):
+            self.lock, self.running, self.most_running, self.batches = threading.Lock(), 0, 0, []
+
+        def infer(self, images, want_probabilities):
+            with self.lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+                self.batches.append(len(images))
+            time.sleep(0.1)
+            with self.lock:
+                self.running -= 1
+            labels = np.zeros(images.shape[:3], np.uint8)
+            probabilities = np.zeros((*images.shape[:3], card.num_classes), np.float32)
+            return InferenceResult(labels, probabilities if want_probabilities else None)
+
+        def close(self):
+            pass
+
+    backend = CountingBackend()
+    warm_up(backend, card, BatchPolicy(max_batch_size=3, max_delay_ms=0, max_queue_size=4, timeout_s=1,
+                                       concurrent_batches=2))
+    assert backend.most_running == 2 and backend.batches == [3, 3, 3]
 
 
 def test_a_backend_that_fails_its_warm_up_is_closed(segmentation_model, tmp_path, monkeypatch):
