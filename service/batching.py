@@ -1,4 +1,4 @@
-"""Dynamic batching: one queue per model, one inference thread per model, bounded and deadlined.
+"""Dynamic batching: one queue per model, its batches run in inference threads of their own, bounded and deadlined.
 
 A request joins its model's queue; the model's worker takes up to `max_batch_size` requests,
 waiting at most `max_delay_ms` (counted from the oldest request) for a batch to fill, runs the
