@@ -7,8 +7,8 @@ Two layouts live side by side (docs/MODEL_CARD.md, "Versions"):
   files, `<version>` a positive integer; the card's `name` must be `<name>`.
 
 A scan is cheap (a directory walk, a `stat` per file, a small JSON card each): `poll` mode runs one
-every few seconds. Each version carries a fingerprint (size and mtime of its card and its ONNX
-file), so a caller can tell a replaced version from an unchanged one, and a half-copied one (its
+every few seconds. Each version carries a fingerprint (size and mtime of its card and of every ONNX
+file it names), so a caller can tell a replaced version from an unchanged one, and a half-copied one (its
 fingerprint still moving) from a settled one.
 """
 
@@ -114,8 +114,9 @@ def _failed(name: str, version: int, path: Path, error: str) -> VersionSource:
 
 
 def fingerprint(card_path: Path, card: ModelCard | None) -> Fingerprint:
-    """(size, mtime) of the card and of its ONNX file: changes when either is replaced or still being written."""
-    paths = [card_path] if card is None else [card_path, card.onnx_path]
+    """(size, mtime) of the card and of its ONNX files (the INT8 variant too): changes when any is replaced or
+    still being written."""
+    paths = [card_path] if card is None else [card_path, *card.model_files]
     return tuple(_stat(path) for path in paths)
 
 

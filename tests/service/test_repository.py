@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelcard.card import ModelCard
+from modelcard.card import ModelCard, load_card
 from service import telemetry
 from service.errors import ServiceError
 from service.registry import ModelRegistry
 from service.repository import scan
 from service.settings import Settings
-from tests.support.service import add_version
+from tests.support.service import PROJECT_ROOT, add_version
 
 
 def grey(card: ModelCard) -> np.ndarray:
@@ -164,3 +164,16 @@ def test_a_version_replaced_in_place_swaps_and_a_failed_replacement_is_moot_once
         await registry.close()
 
     asyncio.run(scenario())
+
+
+def test_a_versions_fingerprint_moves_when_its_int8_variant_is_replaced(tmp_path):
+    """A version copied in card first and INT8 file last must not look settled while that file still grows."""
+    bundled = load_card(PROJECT_ROOT / "engines" / "polyp.json")
+    shutil.copy2(bundled.path, tmp_path / "polyp.json")
+    card = load_card(tmp_path / "polyp.json")
+    assert [path.name for path in card.model_files] == [bundled.files.onnx, bundled.files.onnx_int8]
+    for path in card.model_files:
+        path.write_bytes(b"graph")
+    before = scan(tmp_path)["polyp"][1].fingerprint
+    card.onnx_file("int8").write_bytes(b"a longer graph")
+    assert scan(tmp_path)["polyp"][1].fingerprint != before
