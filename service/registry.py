@@ -55,6 +55,11 @@ class ReadyModel:
     def policy(self) -> BatchPolicy:
         return self.batcher.policy
 
+    async def shut_down(self) -> None:
+        """Finish every request it queued, then release its engine (off the event loop: a GPU teardown waits)."""
+        await self.batcher.close()
+        await asyncio.to_thread(self.backend.close)
+
 
 @dataclass(eq=False)
 class ModelEntry:
@@ -338,9 +343,7 @@ class ModelRegistry:
         still arrives gets the batcher's 503 shutting_down, as during the drain."""
         serving = [entry.loaded for model in self.models.values() for entry in model.serving.values()
                    if entry.loaded is not None]
-        await asyncio.gather(*(ready.batcher.close() for ready in serving))
-        for ready in serving:
-            ready.backend.close()
+        await asyncio.gather(*(ready.shut_down() for ready in serving))
 
 
 async def release(entry: ModelEntry) -> None:
@@ -349,8 +352,7 @@ async def release(entry: ModelEntry) -> None:
         await entry.released.wait()
     ready, entry.loaded = entry.loaded, None
     if ready is not None:
-        await ready.batcher.close()
-        await asyncio.to_thread(ready.backend.close)
+        await ready.shut_down()
         telemetry.MODEL_INFO.labels(model=entry.name, version=str(entry.version), backend=ready.backend.name,
                                     precision=ready.backend.precision).set(0)
     log.info("model %s version %d released", entry.name, entry.version)
