@@ -55,7 +55,7 @@ def _onnx(use_cuda: bool) -> Callable[[ModelCard, Settings], Backend]:
 # long for a batch of N, so batching there only adds waiting: batch 1, no delay. GPUs run a batch of 8 in
 # little more than the time of one, so a few milliseconds of delay buys throughput. On CPU, two batches in
 # inference at once fill each other's serial stretches (and the time a request spends being decoded and encoded):
-# measured 0.81x -> 0.94-0.96x a raw 8-thread loop on camvid at 8 clients, the same at 1 client.
+# measured 0.78x -> 0.86x a raw 8-thread loop on camvid at 8 clients (4 in flight: 0.92x, more memory).
 SPECS: list[BackendSpec] = [
     BackendSpec(BackendName.TENSORRT, tensorrt_unavailable, load_tensorrt, BatchDefaults(8, 2.0)),
     BackendSpec(BackendName.ONNX_CUDA, lambda card, settings: cuda_unavailable(card), _onnx(use_cuda=True),
