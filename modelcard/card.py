@@ -235,8 +235,8 @@ class ModelCard(_Open):
     @property
     def model_files(self) -> list[Path]:
         """Every graph file the card names, next to it: the FP32 one, and the INT8 variant when there is one."""
-        return [self.onnx_file(precision) for precision in ("fp32", "int8")
-                if precision == "fp32" or self.files.onnx_int8 is not None]
+        variants = ["fp32", "int8"] if self.files.onnx_int8 is not None else ["fp32"]
+        return [self.onnx_file(precision) for precision in variants]
 
     def onnx_file(self, precision: Precision) -> Path:
         """The ONNX file of `precision`, next to the card; a card without an INT8 variant says so."""

@@ -2,10 +2,10 @@
 
 Loading runs in the background after start-up so that `/healthz` answers while engines load;
 `/readyz` turns 200 once every model has a version serving, and reports per model what failed and
-why. A version is warmed up at the largest batch it will run, as many batches at once as will run at
-once, fetching both outputs, so first
-requests pay no lazy initialisation and ONNX Runtime's arena reaches its working size before
-traffic arrives; the warm-up also checks the model's class count against the card.
+why. A version is warmed up at the largest batch it will run, as many batches at once as will run
+at once, fetching both outputs, so first requests pay no lazy initialisation and ONNX Runtime's
+arena reaches its working size before traffic arrives; the warm-up also checks the model's class
+count against the card.
 
 Which versions serve follows Triton's `latest` policy: the `model_versions` highest versions on
 disk; a request without a version gets the highest one that is ready. A new or replaced version

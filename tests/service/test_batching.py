@@ -13,6 +13,7 @@ from service.backends import Backend, InferenceResult, spec_for
 from service.batching import Batcher, BatchPolicy, policy_for
 from service.errors import ServiceError
 from service.settings import BackendName, BatchingSettings
+from tests.support.concurrency import InFlight
 
 SIZE = 8
 
@@ -209,17 +210,11 @@ def test_concurrent_batches_run_side_by_side_only_where_the_backend_allows():
 
         def __init__(self):
             super().__init__(seconds=0.2)
-            self.lock, self.running, self.most_running = threading.Lock(), 0, 0
+            self.in_flight = InFlight()
 
         def infer(self, images: np.ndarray, want_probabilities: bool) -> InferenceResult:
-            with self.lock:
-                self.running += 1
-                self.most_running = max(self.most_running, self.running)
-            try:
+            with self.in_flight:
                 return super().infer(images, want_probabilities)
-            finally:
-                with self.lock:
-                    self.running -= 1
 
     backend = CountingBackend()
     assert policy_for(backend, BatchingSettings(concurrent_batches=2)).concurrent_batches == 1  # a Backend's default
@@ -233,4 +228,4 @@ def test_concurrent_batches_run_side_by_side_only_where_the_backend_allows():
         return [int(output.labels[0, 0]) for output in outputs]
 
     assert asyncio.run(scenario()) == [3, 4, 5]
-    assert backend.most_running == 2 and len(backend.threads) == 2
+    assert backend.in_flight.most == 2 and len(backend.threads) == 2

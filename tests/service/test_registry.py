@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 
 import numpy as np
@@ -17,6 +16,7 @@ from service.batching import BatchPolicy
 from service.errors import ServiceError
 from service.registry import ModelRegistry, warm_up
 from service.settings import Settings
+from tests.support.concurrency import InFlight
 
 
 def discovered(models, **settings) -> ModelRegistry:
@@ -82,16 +82,12 @@ def test_warm_up_runs_as_many_batches_at_once_as_will_run_at_once(segmentation_m
         name, precision, max_batch_size = "onnx-cpu", "fp32", 4
 
         def __init__(self):
-            self.lock, self.running, self.most_running, self.batches = threading.Lock(), 0, 0, []
+            self.in_flight, self.batches = InFlight(), []
 
         def infer(self, images, want_probabilities):
-            with self.lock:
-                self.running += 1
-                self.most_running = max(self.most_running, self.running)
+            with self.in_flight:
                 self.batches.append(len(images))
-            time.sleep(0.1)
-            with self.lock:
-                self.running -= 1
+                time.sleep(0.1)
             labels = np.zeros(images.shape[:3], np.uint8)
             probabilities = np.zeros((*images.shape[:3], card.num_classes), np.float32)
             return InferenceResult(labels, probabilities if want_probabilities else None)
@@ -102,7 +98,7 @@ def test_warm_up_runs_as_many_batches_at_once_as_will_run_at_once(segmentation_m
     backend = CountingBackend()
     warm_up(backend, card, BatchPolicy(max_batch_size=3, max_delay_ms=0, max_queue_size=4, timeout_s=1,
                                        concurrent_batches=2))
-    assert backend.most_running == 2 and backend.batches == [3, 3, 3]
+    assert backend.in_flight.most == 2 and backend.batches == [3, 3, 3]
 
 
 def test_a_backend_that_fails_its_warm_up_is_closed(segmentation_model, tmp_path, monkeypatch):
