@@ -30,6 +30,7 @@ from training.datasets import data_root, get_dataset
 BATCHING_ON = {"SEG_BATCHING__MAX_BATCH_SIZE": "8", "SEG_BATCHING__MAX_DELAY_MS": "5"}
 ARENA_SHRINKAGE = {"SEG_ONNX__ARENA_SHRINKAGE": "true"}
 ONE_BATCH_IN_FLIGHT = {"SEG_BATCHING__CONCURRENT_BATCHES": "1"}
+ONE_ALL_CORE_SESSION = {"SEG_ONNX__SPLIT_CORES": "false"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         service_args = ["service", "--models", str(args.models), "--backend", "onnx-cpu", "--log-level", "warning"]
         log = Path(log_dir)
         run_service_against_raw(results, card, session, canvases, bodies, content_type, service_args, args, log)
+        run_http(results, "service-unsplit", service_args, "/readyz", bodies, args, log, ONE_ALL_CORE_SESSION,
+                 content_type)
         run_http(results, "service-serial", service_args, "/readyz", bodies, args, log, ONE_BATCH_IN_FLIGHT,
                  content_type)
         run_http(results, "service-batched", service_args, "/readyz", bodies, args, log, BATCHING_ON, content_type)

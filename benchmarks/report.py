@@ -43,14 +43,16 @@ class Results:
 
 SYSTEMS = {  # key -> label, in plotting order
     "raw": "raw ONNX Runtime session.run loop",
-    "service": "service (CPU defaults: batch 1, two batches in flight)",
+    "service": "service (CPU defaults: batch 1, two batches in flight, cores split between them)",
+    "service-unsplit": "service, two batches in flight on one all-core session",
     "service-serial": "service, one batch in flight",
     "service-batched": "service, dynamic batching on (max 8, 5 ms)",
     "service-shrink": "service, ONNX arena shrinkage on",
     "naive": "naive FastAPI reference server",
 }
 RATIOS = (("service", "raw", "service / raw ORT"), ("service-batched", "service", "batching on / off"),
-          ("service", "service-serial", "two batches in flight / one"),
+          ("service", "service-unsplit", "cores split between the batches in flight / one all-core session"),
+          ("service-unsplit", "service-serial", "two batches in flight / one (one all-core session)"),
           ("service", "naive", "service / naive server"),
           ("service-shrink", "raw", "service, arena shrinkage on / raw ORT"))
 
@@ -211,8 +213,10 @@ def write_markdown(results: Results, path: Path) -> None:
         "service (one warm service process throughout), so drift in the machine's speed hits both alike; "
         "their rows and ratios sum the rounds.",
         "- Raw at N clients: N threads sharing one session. Service: `python -m service --backend onnx-cpu`, "
-        "default settings (CPU: batch 1, no delay, two batches in inference at once, ONNX arena kept at its "
-        "warm-up size); one batch in flight: `SEG_BATCHING__CONCURRENT_BATCHES=1`; batching on: "
+        "default settings (CPU: batch 1, no delay, two batches in inference at once, a batch that starts beside "
+        "another on a second session with half the cores' threads, ONNX arena kept at its warm-up size); one "
+        "all-core session: `SEG_ONNX__SPLIT_CORES=false`; one batch in flight: "
+        "`SEG_BATCHING__CONCURRENT_BATCHES=1`; batching on: "
         "`SEG_BATCHING__MAX_BATCH_SIZE=8`, `SEG_BATCHING__MAX_DELAY_MS=5`; arena shrinkage on: "
         "`SEG_ONNX__ARENA_SHRINKAGE=true` (ONNX Runtime hands arena growth back after every run). Naive: "
         "`benchmarks/naive_server.py`, one blocking FastAPI endpoint.",

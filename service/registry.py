@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -365,14 +364,11 @@ def load_backend_checked(card: ModelCard, settings: Settings) -> Backend:
 
 
 def warm_up(backend: Backend, card: ModelCard, policy: BatchPolicy) -> None:
-    """Run the largest batch the model will see, `concurrent_batches` of them side by side (each run in
-    flight holds its own activations in the arena), both fetches, and check the shapes against the card."""
+    """Let the backend prepare for the largest batch the model will see, `concurrent_batches` of them at once
+    (`Backend.prepare`), check the shapes against the card, and run the labels-only fetch once."""
     batch_size = policy.max_batch_size
     images = np.full((batch_size, *card.input_size, 3), card.input.resize.pad_value, dtype=np.uint8)
-    with ThreadPoolExecutor(policy.concurrent_batches, thread_name_prefix=f"warm-up-{card.name}") as pool:
-        results = list(pool.map(lambda _: backend.infer(images, want_probabilities=True),
-                                range(policy.concurrent_batches)))
-    result = results[0]
+    result = backend.prepare(images, policy.concurrent_batches)
     expected = (batch_size, *card.input_size)
     if result.labels.shape != expected or result.probabilities is None:
         raise ValueError(f"{card.name}: warm-up labels have shape {result.labels.shape}, expected {expected}")

@@ -9,6 +9,8 @@ than the argmax the graph already did.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,18 @@ class Backend(ABC):
     def infer(self, images: np.ndarray, want_probabilities: bool) -> InferenceResult:
         """images: uint8 [N, H, W, 3] at the card's input size, N <= max_batch_size."""
 
+    def prepare(self, images: np.ndarray, concurrent_runs: int) -> InferenceResult:
+        """Before traffic: run `images` (the largest batch the model will see) `concurrent_runs` times side by
+        side, fetching the probabilities, so that every buffer load can need is allocated now (each run in
+        flight holds its own activations). Returns one run's result for the caller's shape checks."""
+        return side_by_side(lambda: self.infer(images, want_probabilities=True), concurrent_runs)
+
     @abstractmethod
     def close(self) -> None:
         """Release the engine's memory; the backend is unusable afterwards."""
+
+
+def side_by_side(run: Callable[[], InferenceResult], times: int) -> InferenceResult:
+    """`run` called `times` times at once from as many threads; the first call's result."""
+    with ThreadPoolExecutor(times, thread_name_prefix="warm-up") as pool:
+        return list(pool.map(lambda _: run(), range(times)))[0]
