@@ -26,6 +26,8 @@ TOLERANCES: dict[str, tuple[float | None, float]] = {
     # build_engine.py, against the FP32 ONNX file: the FP16 ONNX it builds from, and the plan.
     "onnx_fp16": (None, 0.995),
     "tensorrt": (None, 0.995),
+    # training.recover: a Keras model given the ONNX file's weights, against that file (fp32 both).
+    "recovered_keras": (1e-4, 0.999),
 }
 DEFAULT_IMAGES = 4  # validation images each export is checked on
 

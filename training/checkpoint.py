@@ -22,6 +22,7 @@ WEIGHT_FILES = ("best.weights.h5", "last.weights.h5")
 REQUIRED_CONFIG_KEYS = ("dataset", "num_classes", "classes", "palette", "backbone")
 STAGES_FILE = "stages.json"
 STATE_FILE = "state.json"
+FOLDED_BATCHNORM = "folded"  # config["batchnorm"] of a checkpoint training.recover wrote
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Checkpoint:
     def training_commands(self) -> list[str]:
         """The ``training.train`` commands that, run in order, reproduce these weights: those of
         the run it was fine-tuned from (``init_weights``) first, then each of its own stages."""
+        if recovered := self.config.get("recovered_from"):  # training.recover: from a shipped ONNX file
+            return list(recovered["commands"])
         parent = self.config.get("init_weights")
         before = resolve_checkpoint(parent).training_commands if parent else []
         stages = _read_stages(self.run_dir)

@@ -68,6 +68,9 @@ class TrainConfig:
     # Fine-tuning: a new run that starts from another run's model weights (fresh optimizer and
     # schedule), e.g. to continue at a larger crop size with its own validation scores.
     init_weights: str | None = None
+    # Batch norm in inference mode throughout (statistics and affine kept, convolutions trained):
+    # needed to fine-tune a checkpoint recovered from ONNX (training.recover), whose BN is folded.
+    freeze_batchnorm: bool = False
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from modelcard.card import sha256_file
-from training.checkpoint import STATE_FILE, epochs_done, record_stage, resolve_checkpoint
+from training.checkpoint import FOLDED_BATCHNORM, STATE_FILE, epochs_done, record_stage, resolve_checkpoint
 from training.config import TrainConfig, parse_args
 from training.datasets import class_pixel_counts, get_dataset
 from training.datasets.augment import AugmentConfig
@@ -33,6 +33,7 @@ from training.distribute import make_strategy, patch_keras_for_multiworker, work
 from training.fit_metrics import ForegroundDice, MeanIoU
 from training.losses import class_weights_from_counts, make_loss
 from training.model import build_deeplab
+from training.model.blocks import freeze_batchnorm
 from training.schedule import WarmupCosine
 
 
@@ -143,12 +144,16 @@ def train(config: TrainConfig) -> dict:
     info = _resolve_class_info(config, train_set, run_dir)
     # Fine-tuning starts from another run's weights; its saved optimizer state is not loaded (the
     # model is not compiled yet), so this run gets a fresh optimizer and schedule.
-    init_weights = resolve_checkpoint(config.init_weights).weights_path if config.init_weights else None
+    parent = resolve_checkpoint(config.init_weights) if config.init_weights else None
+    init_weights = parent.weights_path if parent else None
     if init_weights:
         if init_weights.parent.resolve() == run_dir.resolve():
             raise ValueError(f"--init-weights {config.init_weights} is this run itself; "
                              "fine-tune into a new --run-name")
         info["init_weights_sha256"] = sha256_file(init_weights)
+        if parent.config.get("batchnorm") == FOLDED_BATCHNORM and not config.freeze_batchnorm:
+            raise ValueError(f"--init-weights {config.init_weights} was recovered from ONNX with its batch norm "
+                             "folded (training.recover): fine-tune it with --freeze-batchnorm true")
     if is_chief:
         (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), **info}, indent=2))
 
@@ -175,6 +180,8 @@ def train(config: TrainConfig) -> dict:
         )
         if init_weights:
             model.load_weights(init_weights)
+        if config.freeze_batchnorm:
+            freeze_batchnorm(model)
         model.compile(
             optimizer=_make_optimizer(config, total_steps, warmup_steps),
             loss=make_loss(config.loss, info.get("class_weights")),

@@ -179,3 +179,21 @@ def block(
     inputs = keras.Input(shape=x.shape[1:], dtype=x.dtype, name=f"{name}_input")
     sub_model = keras.Model(inputs, body(inputs), name=f"{name}_body")
     return RecomputableBlock(sub_model, recompute=settings.recompute, name=name)(x)
+
+
+def all_layers(model: keras.Model):
+    """Every leaf layer of `model`, inside nested sub-models and `RecomputableBlock`s too."""
+    for layer in model.layers:
+        inner = layer.block if isinstance(layer, RecomputableBlock) else layer
+        if isinstance(inner, keras.Model):
+            yield from all_layers(inner)
+        else:
+            yield layer
+
+
+def freeze_batchnorm(model: keras.Model) -> None:
+    """Every batch norm runs in inference mode and keeps its weights (Keras 3: a non-trainable
+    BatchNormalization uses its moving statistics even in training)."""
+    for layer in all_layers(model):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
