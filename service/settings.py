@@ -49,8 +49,8 @@ class OnnxSettings(BaseModel):
     split_cores: bool = Field(
         True, description="CPU: a run that starts while another is in inference goes to a second session with the "
         "cores split between the runs in flight (cores / concurrent batches threads each), instead of every run "
-        "contending for all of them; a run alone still gets every core. Measured +10-15 % throughput under load "
-        "for one more session's memory (docs/ARCHITECTURE.md).",
+        "contending for all of them; a run alone still gets every core. Measured +10-20 % throughput under load, "
+        "for one more session and its arena per model (+200 MiB per bundled model at batch 1; docs/ARCHITECTURE.md).",
     )
     cpu_mem_arena: bool = Field(True, description="Pool CPU tensors in ORT's arena (faster; see arena_shrinkage).")
     arena_shrinkage: bool = Field(

@@ -54,8 +54,9 @@ def _onnx(use_cuda: bool) -> Callable[[ModelCard, Settings], Backend]:
 # Batching defaults, measured (docs/ARCHITECTURE.md, "Measured choices"): ONNX Runtime on CPU takes N times as
 # long for a batch of N, so batching there only adds waiting: batch 1, no delay. GPUs run a batch of 8 in
 # little more than the time of one, so a few milliseconds of delay buys throughput. On CPU, two batches in
-# inference at once fill each other's serial stretches (and the time a request spends being decoded and encoded):
-# measured 0.78x -> 0.86x a raw 8-thread loop on camvid at 8 clients (4 in flight: 0.92x, more memory).
+# inference at once fill each other's serial stretches (and the time a request spends being decoded and encoded),
+# and with the cores split between them (OnnxBackend, --onnx.split-cores) the service passed a raw 8-thread loop
+# at 8 clients: 1.03x polyp, 1.04x camvid (docs/ARCHITECTURE.md, "Measured choices").
 SPECS: list[BackendSpec] = [
     BackendSpec(BackendName.TENSORRT, tensorrt_unavailable, load_tensorrt, BatchDefaults(8, 2.0)),
     BackendSpec(BackendName.ONNX_CUDA, lambda card, settings: cuda_unavailable(card), _onnx(use_cuda=True),
