@@ -65,6 +65,12 @@ def test_the_recovered_checkpoint_answers_as_the_onnx_file_and_says_where_it_cam
     assert result["max_abs_prob_diff"] <= 1e-4 and result["label_agreement"] >= 0.999 and result["images"] == 2
 
     checkpoint = resolve_checkpoint(tmp_path / "recovered")
+    network = tiny_network()
+    network.load_weights(checkpoint.weights_path)
+    for layer in (network.get_layer("aspp_projection_conv"), network.get_layer("decoder_sep1_pointwise_conv")):
+        kernel = layer.get_weights()[0]  # [kh, kw, in, out]: each output channel back at He-normal size
+        rms = np.sqrt(np.mean(np.square(kernel.reshape(-1, kernel.shape[-1])), axis=0))
+        np.testing.assert_allclose(rms, np.sqrt(2 / np.prod(kernel.shape[:3])), rtol=1e-3)
     assert checkpoint.config["batchnorm"] == FOLDED_BATCHNORM
     assert checkpoint.config["recovered_from"]["sha256"] == exported.files.onnx_sha256
     # reproducing it: the shipped model's whole recipe, then this command
