@@ -6,11 +6,11 @@
 # inference scale (training.export --inference-scale) and +flip[,flip] for the flips it averages
 # over (training.export --test-time-flips):
 #   scripts/ship_default_models.sh [polyp[=run][@scale][+flips]] [camvid[=run][@scale][+flips]]
-#   e.g. polyp=polyp-512-strong2+horizontal      (default: the shipped runs)
+#   e.g. polyp=polyp-appearance+horizontal      (default: the shipped runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
-for spec in "${@:-polyp=polyp-512-strong2+horizontal camvid=camvid-512}"; do
+for spec in "${@:-polyp=polyp-appearance+horizontal camvid=camvid-512}"; do
   for model in $spec; do
     flips=()
     if [[ $model == *+* ]]; then IFS=, read -r -a flips <<< "${model#*+}"; model=${model%%+*}; fi
