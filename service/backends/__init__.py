@@ -56,7 +56,7 @@ def _onnx(use_cuda: bool) -> Callable[[ModelCard, Settings], Backend]:
 # little more than the time of one, so a few milliseconds of delay buys throughput. On CPU, two batches in
 # inference at once fill each other's serial stretches (and the time a request spends being decoded and encoded),
 # and with the cores split between them (OnnxBackend, --onnx.split-cores) the service passed a raw 8-thread loop
-# at 8 clients: 1.03x polyp, 1.04x camvid (docs/ARCHITECTURE.md, "Measured choices").
+# at 8 clients on polyp (1.03x, 1.05x) and reached it on camvid (1.04x, 0.99x) (docs/ARCHITECTURE.md).
 SPECS: list[BackendSpec] = [
     BackendSpec(BackendName.TENSORRT, tensorrt_unavailable, load_tensorrt, BatchDefaults(8, 2.0)),
     BackendSpec(BackendName.ONNX_CUDA, lambda card, settings: cuda_unavailable(card), _onnx(use_cuda=True),

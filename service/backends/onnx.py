@@ -9,7 +9,7 @@ arena grows by exactly what is requested (`kSameAsRequested`), never to the next
 Threads on CPU: one run alone gets every core (latency), but runs side by side on one all-core
 session contend for the same threads, and each waits at every operator's parallel barrier. So a
 run that starts while another is in inference goes to a second session whose runs get a share of
-the cores each (`--onnx.split-cores`): measured 1.19x the throughput at 8 clients on 2 cores.
+the cores each (`--onnx.split-cores`): measured 1.07-1.19x the throughput at 8 clients on 2 cores.
 """
 
 from __future__ import annotations
