@@ -40,11 +40,9 @@ _LAYER_SCOPE = re.compile(r"(?:^|/)([A-Za-z0-9_]+?)_\d+/(?:convolution|depthwise
 
 @dataclass
 class ConvWeights:
-    """One Conv node of the ONNX graph: its Keras layer, kernel (ONNX layout) and the affine after it."""
+    """One Conv node of the ONNX graph: its kernel (ONNX layout) and the affine after it."""
 
-    layer: str
     kernel: np.ndarray  # [out, in / groups, kh, kw]
-    depthwise: bool
     scale: np.ndarray | None  # per output channel, None where it is folded into the kernel
     bias: np.ndarray | None
 
@@ -79,16 +77,12 @@ def conv_weights(model: onnx.ModelProto) -> dict[str, ConvWeights]:
 
     found = {}
     for node in (node for node in model.graph.node if node.op_type == "Conv"):
-        kernel = constants[node.input[1]]
-        layer = _layer_name(node, node.input[1])
-        groups = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
-        depthwise = groups > 1
         bias = constants[node.input[2]] if len(node.input) > 2 else None
-        scale, after = (None, node.output[0])
+        scale = None
         if bias is None:
             scale, after = constant_after(node.output[0], "Mul")
             bias, _ = constant_after(after, "Add")
-        found[layer] = ConvWeights(layer, kernel, depthwise, scale, bias)
+        found[_layer_name(node, node.input[1])] = ConvWeights(constants[node.input[1]], scale, bias)
     return found
 
 
@@ -123,7 +117,8 @@ def load_onnx_weights(model, onnx_model: onnx.ModelProto) -> None:
         if weights is None:
             missing.append(name)
             continue
-        if isinstance(layer, layers.DepthwiseConv2D):
+        depthwise = isinstance(layer, layers.DepthwiseConv2D)
+        if depthwise:
             kernel = weights.kernel.transpose(2, 3, 0, 1)  # [C, 1, kh, kw] -> [kh, kw, C, 1]
         else:
             kernel = weights.kernel.transpose(2, 3, 1, 0)  # [out, in, kh, kw] -> [kh, kw, in, out]
@@ -135,8 +130,7 @@ def load_onnx_weights(model, onnx_model: onnx.ModelProto) -> None:
             continue
         norm = keras_layers[_batch_norm_name(name)]
         size = kernel_scale(weights.kernel, norm.epsilon)
-        depthwise = isinstance(layer, layers.DepthwiseConv2D)  # its channel axis is the last but one
-        layer.set_weights([kernel * (size[:, None] if depthwise else size)])
+        layer.set_weights([kernel * (size[:, None] if depthwise else size)])  # depthwise: channels last but one
         norm.set_weights([scale, bias, np.zeros(channels, np.float32), (size**2 - norm.epsilon).astype(np.float32)])
     if missing or convs:
         raise ValueError(f"the ONNX graph and the Keras model differ: Keras layers without ONNX weights {missing}, "

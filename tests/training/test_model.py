@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from training.model import BACKBONES, build_deeplab
-from training.model.blocks import RecomputableBlock
+from training.model.blocks import RecomputableBlock, all_layers
 
 SIZE = 64  # smallest size that is a multiple of both output strides with a >1 pixel ASPP map
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -103,16 +103,10 @@ def test_bad_arguments_fail_at_construction(kwargs, message):
 
 def test_sync_batchnorm_only_changes_normalisation():
     model = build_deeplab(2, input_size=(SIZE, SIZE), sync_batchnorm=True, bn_momentum=0.95)
-    norms = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all(layer.momentum == 0.95 for layer in norms)
     expected = keras.backend.backend() == "tensorflow"
     assert all(layer.synchronized == expected for layer in norms)
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        inner = layer.block if isinstance(layer, RecomputableBlock) else layer
-        yield from _all_layers(inner) if isinstance(inner, keras.Model) else [inner]
 
 
 def _train_one_step(model, images, labels):
