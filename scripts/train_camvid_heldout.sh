@@ -3,10 +3,12 @@
 # stage 2 (512 crops, from stage 1's best weights). Validation during both: heldout-0001TP.
 #   scripts/train_camvid_heldout.sh                       # no time limit (about 80 min on 2 idle cores)
 #   DEADLINE=$(date -d 14:33 +%s) scripts/train_camvid_heldout.sh   # both stages stop by then
+#   STAGES=long scripts/train_camvid_heldout.sh           # the long recipe (camvid_heldout_long*.toml)
 # Rerunning resumes each stage from its last checkpoint (training.train does that itself).
 set -euo pipefail
 PYTHON=${PYTHON:-python}
 STAGE1_MAX_MINUTES=${STAGE1_MAX_MINUTES:-50}
+CONFIGS=training/configs/camvid_heldout${STAGES:+_$STAGES}
 
 minutes_left() {  # whole minutes until $DEADLINE, minus a 2-minute margin
   echo $(( (DEADLINE - $(date +%s)) / 60 - 2 ))
@@ -19,10 +21,10 @@ if [[ -n "${DEADLINE:-}" ]]; then
   limit1=(--max-minutes "$STAGE1_MAX_MINUTES")
 fi
 echo "== stage 1 $(date -u +%FT%TZ)"
-"$PYTHON" -m training.train --config training/configs/camvid_heldout.toml "${limit1[@]}"
+"$PYTHON" -m training.train --config "$CONFIGS.toml" "${limit1[@]}"
 if [[ -n "${DEADLINE:-}" ]]; then
   limit2=(--max-minutes "$(minutes_left)")
 fi
 echo "== stage 2 $(date -u +%FT%TZ) ${limit2[*]}"
-"$PYTHON" -m training.train --config training/configs/camvid_heldout_512.toml "${limit2[@]}"
+"$PYTHON" -m training.train --config "${CONFIGS}_512.toml" "${limit2[@]}"
 echo "== done $(date -u +%FT%TZ)"
