@@ -18,6 +18,8 @@ from pathlib import Path
 STRATEGIES = ("none", "mirrored", "multiworker")
 # When to stop, not what to train: left out of a stage's command (its record says where it stopped).
 STOP_CONDITIONS = ("max_minutes", "stop_after_epoch")
+# How fast batches are made, not which: a run's batches are the same whatever these are.
+LOADER_SETTINGS = ("loader_workers", "loader_processes")
 # Stated even at their default value: they tell a run's stages apart.
 ALWAYS_STATED = ("dataset", "epochs")
 OPTIMIZERS = ("sgd", "adamw")
@@ -47,6 +49,11 @@ class TrainConfig:
     # training.datasets.photometric.AppearanceConfig fields, e.g. { gamma = 0.4, jpeg = 0.3 }.
     appearance: dict = field(default_factory=dict)
     cache: bool = True
+    # Off TensorFlow (the JAX backend on a GPU host): how many loaders make batches ahead (0: up
+    # to 8), and whether they are processes. Augmentation holds the GIL for most of its ~20 ms per
+    # example, so threads add little past 2; processes keep a fast GPU fed.
+    loader_workers: int = 0
+    loader_processes: bool = False
     batch_size: int = 8
     epochs: int = 30
     steps_per_epoch: int | None = None
@@ -103,7 +110,7 @@ def train_command(config: dict) -> str:
     words = ["python", "-m", "training.train"]
     for key, default in TrainConfig().to_dict().items():
         value = config.get(key, default)
-        if key in STOP_CONDITIONS or (value == default and key not in ALWAYS_STATED):
+        if key in STOP_CONDITIONS + LOADER_SETTINGS or (value == default and key not in ALWAYS_STATED):
             continue
         if isinstance(value, bool):
             text = "true" if value else "false"

@@ -1,11 +1,13 @@
 """Streaming metrics for ``model.fit``: the confusion matrix of ``training.metrics``, accumulated
-over batches from one-hot labels (all-zero rows = ignored) and logits, with ``keras.ops`` so any
+over batches from one-hot labels (all-zero rows = ignored) or class ids, and logits, with ``keras.ops`` so any
 backend runs them."""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+from training.losses import dense_labels
 
 
 class ConfusionMatrixMetric(keras.metrics.Metric):
@@ -20,7 +22,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         # truth^T @ predicted one-hots counts every (true, predicted) pair; ignored pixels have an
         # all-zero truth row. (``ops.bincount`` would need a static length under JAX's jit.)
-        truth = ops.reshape(ops.cast(y_true, "float32"), (-1, self.num_classes))
+        truth = ops.reshape(dense_labels(y_true, self.num_classes), (-1, self.num_classes))
         predicted = ops.one_hot(ops.reshape(ops.argmax(y_pred, axis=-1), (-1,)), self.num_classes, dtype="float32")
         self.confusion.assign_add(ops.matmul(ops.transpose(truth), predicted))
 

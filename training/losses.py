@@ -1,9 +1,10 @@
 """Segmentation losses.
 
 Every loss takes ``y_true`` as one-hot labels ``[B, H, W, C]`` in which ignored or padded pixels
-are all-zero rows, and ``y_pred`` as logits. An all-zero row contributes nothing, so the ignore
-label never needs special cases downstream. Written with ``keras.ops`` only, so the TensorFlow
-and JAX backends both run it.
+are all-zero rows, or as class ids ``[B, H, W]`` (ignored: 255), which ``dense_labels`` turns into
+that one-hot on the device (the JAX loaders send ids: 1/C of the bytes). ``y_pred`` is logits.
+An all-zero row contributes nothing, so the ignore label never needs special cases downstream.
+Written with ``keras.ops`` only, so the TensorFlow and JAX backends both run it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from keras import ops
 _EPSILON = 1e-6
 
 
+def dense_labels(y_true, num_classes: int):
+    """float32 one-hot ``[..., C]`` from one-hot labels or from class ids one rank lower; an id
+    outside ``0..C-1`` (the ignore label) becomes an all-zero row, as ``one_hot`` gives it."""
+    if len(y_true.shape) == 3:
+        return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype="float32")
+    return ops.cast(y_true, "float32")
+
+
 def _valid_pixel_count(y_true):
     return ops.maximum(ops.sum(y_true), 1.0)
 
@@ -26,7 +35,7 @@ def dice_loss(y_true, logits, smooth: float = 1.0):
 
     Batch-level sums keep the loss defined when a class is absent from one image.
     """
-    y_true = ops.cast(y_true, "float32")
+    y_true = dense_labels(y_true, logits.shape[-1])
     valid = ops.sum(y_true, axis=-1, keepdims=True)
     probs = ops.softmax(ops.cast(logits, "float32"), axis=-1) * valid
     axes = tuple(range(len(y_true.shape) - 1))
@@ -38,7 +47,7 @@ def dice_loss(y_true, logits, smooth: float = 1.0):
 
 def focal_loss(y_true, logits, alpha: float = 0.25, gamma: float = 2.0):
     """Focal loss (Lin et al. 2017), mean over labelled pixels: -alpha (1-p)^gamma log p."""
-    y_true = ops.cast(y_true, "float32")
+    y_true = dense_labels(y_true, logits.shape[-1])
     log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
     probs = ops.exp(log_probs)
     per_class = -alpha * ops.power(1.0 - probs, gamma) * log_probs * y_true
@@ -47,7 +56,7 @@ def focal_loss(y_true, logits, alpha: float = 0.25, gamma: float = 2.0):
 
 def weighted_cross_entropy(y_true, logits, class_weights):
     """Cross-entropy with one weight per class, mean over labelled pixels."""
-    y_true = ops.cast(y_true, "float32")
+    y_true = dense_labels(y_true, logits.shape[-1])
     log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
     weights = ops.convert_to_tensor(np.asarray(class_weights, dtype="float32"))
     return -ops.sum(y_true * log_probs * weights) / _valid_pixel_count(y_true)

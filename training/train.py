@@ -63,6 +63,18 @@ class RunState(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (training + validation wall time) to each epoch's logs, so
+    ``history.csv`` tells throughput and ``training.budget`` can size a run to a deadline."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.monotonic() - self.started
+
+
 def weights_digest(model: keras.Model) -> str:
     """sha256 over all weights: equal on every worker of one synchronous run."""
     digest = hashlib.sha256()
@@ -123,9 +135,11 @@ def _input_pipelines(config: TrainConfig, train_set, val_set, global_batch: int,
 
     train_data = SegmentationBatches(train_set, config.crop_size, global_batch, augment=True, seed=config.seed,
                                      max_side=config.max_side, cache=config.cache, augment_config=augmentation,
-                                     first_batch=first_batch)
+                                     first_batch=first_batch, workers=config.loader_workers,
+                                     processes=config.loader_processes)
     val_data = SegmentationBatches(val_set, config.crop_size, global_batch, augment=False,
-                                   max_side=config.max_side, cache=config.cache)
+                                   max_side=config.max_side, cache=config.cache, workers=config.loader_workers,
+                                   processes=config.loader_processes)
     return train_data, val_data
 
 
@@ -207,6 +221,7 @@ def train(config: TrainConfig) -> dict:
     monitor = config.monitor or ("val_" if validate else "") + ("dice" if info["num_classes"] == 2 else "miou")
     write_dir = run_dir if is_chief else Path(tempfile.mkdtemp())
     callbacks = [
+        EpochSeconds(),  # first: the callbacks after it see (and CSVLogger writes) its column
         keras.callbacks.ModelCheckpoint(write_dir / "best.weights.h5", monitor=monitor, mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=_best_so_far(run_dir, monitor)),

@@ -18,6 +18,7 @@ from training.datasets.augment import (
     apply_transform,
     augment,
     letterbox_pair,
+    one_hot,
     random_transform,
 )
 
@@ -193,12 +194,15 @@ def test_bad_augment_config_is_rejected():
 
 
 def first_batch(driver, dataset, crop_size, batch_size, augment, seed=0, cache=False):
-    """The first batch as NumPy arrays, from the tf.data pipeline or the Keras PyDataset."""
+    """The first batch as float32 images and one-hot labels, from the tf.data pipeline or the
+    Keras PyDataset (which sends float16 images and uint8 class ids: the losses expand them)."""
     if driver == "tf.data":
         pipeline = make_pipeline(dataset, crop_size, batch_size, augment=augment, seed=seed, cache=cache)
         images, labels = next(iter(pipeline))
         return images.numpy(), labels.numpy()
-    return SegmentationBatches(dataset, crop_size, batch_size, augment=augment, seed=seed, cache=cache)[0]
+    images, ids = SegmentationBatches(dataset, crop_size, batch_size, augment=augment, seed=seed, cache=cache)[0]
+    assert images.dtype == np.float16 and ids.dtype == np.uint8 and ids.shape == images.shape[:-1]
+    return images.astype(np.float32), one_hot(ids, dataset.num_classes)
 
 
 DRIVERS = ["tf.data", "PyDataset"]

@@ -63,6 +63,18 @@ def test_ignored_pixels_contribute_nothing():
                                                                         rel=1e-5)
 
 
+def test_class_ids_give_the_same_losses_as_one_hot_labels():
+    """The JAX loaders send uint8 class ids (255 = ignored); every loss reads them as one-hot."""
+    y_true = np.concatenate([Y_TRUE, np.zeros((1, 1, 1, 2), np.float32)], axis=2)
+    ids = np.array([[[0, 1, 255]]], dtype=np.uint8)
+    probs = np.concatenate([PROBS, np.array([[[[0.01, 0.99]]]], np.float32)], axis=2)
+    losses = (dice_loss, focal_loss, lambda t, p: weighted_cross_entropy(t, p, [1.0, 2.0]),
+              lambda t, p: make_loss("weighted_ce_dice", [1.0, 2.0])(t, p))
+    for loss in losses:
+        assert _value(loss(ids, _logits_for(probs))) == pytest.approx(_value(loss(y_true, _logits_for(probs))),
+                                                                     rel=1e-6)
+
+
 def test_perfect_prediction_has_near_zero_loss():
     confident = np.where(Y_TRUE > 0, 0.9999, 0.0001).astype(np.float32)
     assert _value(DiceFocalLoss()(Y_TRUE, _logits_for(confident))) < 1e-3

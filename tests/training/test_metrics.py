@@ -53,3 +53,6 @@ def test_keras_metrics_agree_with_numpy():
     assert float(dice.result()) == pytest.approx(expected["dice"], rel=1e-5)
     miou.reset_state()
     assert float(miou.result()) == 0.0
+    ids = TRUTH.astype(np.uint8)[None]  # class ids with 255 = ignored, as the JAX loaders send
+    miou.update_state(ids, logits[None])
+    assert float(miou.result()) == pytest.approx(expected["mean_iou"], rel=1e-5)

@@ -1,6 +1,6 @@
 """Input pipelines: load -> (cache) -> shuffle -> augment or letterbox -> normalise, one-hot -> batch.
 
-Two drivers share one per-sample function (`prepare_example`, NumPy + Pillow):
+Two drivers share one per-sample function (`prepare_pair`, NumPy + Pillow):
 - `make_pipeline`: a `tf.data` pipeline for the TensorFlow backend, which `tf.distribute`
   (mirrored, multi-worker) shards and prefetches;
 - `SegmentationBatches`: a Keras `PyDataset` for the other backends (JAX on a GPU machine
@@ -24,6 +24,22 @@ from .augment import AugmentConfig, augment, crop_shape, letterbox_pair, normali
 from .base import SegmentationDataset
 
 
+def prepare_pair(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator | None,
+    crop_size: int | tuple[int, int],
+    augment_config: AugmentConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pair -> (float32 [h,w,3] in [-1,1], uint8 class ids [h,w]): a random augmentation
+    drawn from `rng`, or the deterministic letterbox when `rng` is None."""
+    if rng is None:
+        image, mask = letterbox_pair(image, mask, crop_size)
+    else:
+        image, mask = augment(image, mask, rng, crop_size, augment_config)
+    return normalise(image), mask
+
+
 def prepare_example(
     image: np.ndarray,
     mask: np.ndarray,
@@ -32,13 +48,9 @@ def prepare_example(
     num_classes: int,
     augment_config: AugmentConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One pair -> (float32 [h,w,3] in [-1,1], float32 one-hot [h,w,C]): a random augmentation
-    drawn from `rng`, or the deterministic letterbox when `rng` is None."""
-    if rng is None:
-        image, mask = letterbox_pair(image, mask, crop_size)
-    else:
-        image, mask = augment(image, mask, rng, crop_size, augment_config)
-    return normalise(image), one_hot(mask, num_classes)
+    """`prepare_pair` with float32 one-hot labels [h,w,C], as the tf.data pipeline feeds them."""
+    image, mask = prepare_pair(image, mask, rng, crop_size, augment_config)
+    return image, one_hot(mask, num_classes)
 
 
 def make_pipeline(
@@ -117,7 +129,11 @@ class SegmentationBatches(keras.utils.PyDataset):
     with each pass's order and each example's augmentation drawn from `seed`, so a run is
     reproducible whatever the thread count. `first_batch` continues a resumed run's stream instead of
     repeating its start.
-    `workers` threads load batches ahead (an example costs ~20 ms at 512 px on one core).
+    `workers` threads (or, with `processes`, forked processes: augmentation mostly holds the
+    GIL) load batches ahead (an example costs ~20 ms at 512 px on one core). What they pass
+    on is small: images as float16 (exact for 8-bit pixels mapped to [-1, 1] to within 1/2000;
+    the model casts its input to float32) and labels as uint8 class ids, which the losses and
+    metrics expand to one-hot on the device: 1/8 of the float32 one-hot batch.
     Validation (`augment=False`) is one finite, ordered, letterboxed pass.
     """
 
@@ -132,9 +148,11 @@ class SegmentationBatches(keras.utils.PyDataset):
         cache: bool = False,
         augment_config: AugmentConfig = AugmentConfig(),
         first_batch: int = 0,
-        workers: int = min(8, os.cpu_count() or 1),
+        workers: int = 0,
+        processes: bool = False,
     ):
-        super().__init__(workers=workers, use_multiprocessing=False)
+        workers = workers or min(8, os.cpu_count() or 1)
+        super().__init__(workers=workers, use_multiprocessing=processes, max_queue_size=max(10, 2 * workers))
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.dataset, self.crop_hw, self.batch_size = dataset, crop_shape(crop_size), batch_size
@@ -142,6 +160,9 @@ class SegmentationBatches(keras.utils.PyDataset):
         self.augment_config, self.first_batch = augment_config, first_batch
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         count = len(dataset.samples)
+        if processes and cache:  # decode once here: every forked loader starts with the cache
+            for index in range(count):
+                self._load(index)
         self.batches_per_pass = count // batch_size if augment else math.ceil(count / batch_size)
         if self.batches_per_pass < 1:
             raise ValueError(f"{count} samples cannot fill one batch of {batch_size}")
@@ -173,10 +194,8 @@ class SegmentationBatches(keras.utils.PyDataset):
                 for index in indices
             ]
         images, labels = zip(*examples)
-        return np.stack(images), np.stack(labels)
+        return np.stack(images).astype(np.float16), np.stack(labels)
 
     def _example(self, index: int, rng: np.random.Generator | None):
         image, mask = self._load(index)
-        return prepare_example(
-            image, mask, rng, self.crop_hw, self.dataset.num_classes, self.augment_config
-        )
+        return prepare_pair(image, mask, rng, self.crop_hw, self.augment_config)
