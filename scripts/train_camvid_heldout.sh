@@ -2,7 +2,8 @@
 # Train the held-out-drive CamVid model (issue 13): stage 1 (256 crops, from scratch), then
 # stage 2 (512 crops, from stage 1's best weights). Validation during both: heldout-0001TP.
 #   scripts/train_camvid_heldout.sh                       # no time limit (about 80 min on 2 idle cores)
-#   DEADLINE=$(date -d 14:33 +%s) scripts/train_camvid_heldout.sh   # both stages stop by then
+#   DEADLINE=$(date -d 14:33 +%s) scripts/train_camvid_heldout.sh   # both stages stop by then;
+#       stage 1's epochs are sized to STAGE1_MAX_MINUTES by training.budget, so its schedule ends
 #   STAGES=long scripts/train_camvid_heldout.sh           # the long recipe (camvid_heldout_long*.toml)
 # Rerunning resumes each stage from its last checkpoint (training.train does that itself).
 set -euo pipefail
@@ -14,14 +15,14 @@ minutes_left() {  # whole minutes until $DEADLINE, minus a 2-minute margin
   echo $(( (DEADLINE - $(date +%s)) / 60 - 2 ))
 }
 
-limit1=() limit2=()
+stage1=(-m training.train) limit2=()
 if [[ -n "${DEADLINE:-}" ]]; then
   left=$(minutes_left)
   (( left > STAGE1_MAX_MINUTES )) || { echo "not enough time before the deadline" >&2; exit 1; }
-  limit1=(--max-minutes "$STAGE1_MAX_MINUTES")
+  stage1=(-m training.budget --minutes "$STAGE1_MAX_MINUTES")
 fi
 echo "== stage 1 $(date -u +%FT%TZ)"
-"$PYTHON" -m training.train --config "$CONFIGS.toml" "${limit1[@]}"
+"$PYTHON" "${stage1[@]}" --config "$CONFIGS.toml"
 if [[ -n "${DEADLINE:-}" ]]; then
   limit2=(--max-minutes "$(minutes_left)")
 fi

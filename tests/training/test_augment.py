@@ -260,6 +260,17 @@ def test_pydataset_stream_passes_over_every_sample_and_a_resumed_stream_continue
     assert len(last_images) == len(dataset.samples) - 3 * (validation.num_batches - 1)
 
 
+def test_loader_processes_start_with_every_frame_decoded_and_make_the_same_batches(folder_root):
+    """Forked loaders inherit the cache filled before the fork; how batches are made never changes them."""
+    dataset = get_dataset("folder", root=folder_root)
+    threads = SegmentationBatches(dataset, 16, 2, augment=True, seed=7, cache=True)
+    processes = SegmentationBatches(dataset, 16, 2, augment=True, seed=7, cache=True, workers=3, processes=True)
+    assert len(processes._cache) == len(dataset.samples) and not threads._cache
+    assert (processes.workers, processes.use_multiprocessing, processes.max_queue_size) == (3, True, 10)
+    for made_by_threads, made_by_processes in zip(threads[1], processes[1]):
+        np.testing.assert_array_equal(made_by_threads, made_by_processes)
+
+
 def test_pipeline_reports_a_size_mismatch_with_both_paths(kvasir_root):
     import tensorflow as tf
 

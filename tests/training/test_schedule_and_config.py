@@ -1,6 +1,7 @@
 """The learning-rate schedule and the training CLI's configuration handling."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,3 +51,44 @@ def test_unknown_toml_key_and_bad_values_are_reported(tmp_path, capsys):
         TrainConfig(strategy="horovod")
     with pytest.raises(ValueError, match="crop_size"):
         TrainConfig(crop_size=4096)
+
+
+def test_budget_sizes_the_run_from_the_calibration(tmp_path, monkeypatch):
+    """training.budget: a 2-epoch calibration (whose first epoch pays the compile), then the real run
+    with as many epochs as fit in what is left, and --max-minutes as the backstop."""
+    from training import budget
+
+    calls = []
+
+    def fake_train(flags):
+        calls.append(flags)
+        if "calibration" in flags:  # the steady epoch takes 10 s
+            last = max(i for i, flag in enumerate(flags) if flag == "--checkpoint-dir")  # argparse: last wins
+            run = Path(flags[last + 1]) / "calibration"
+            run.mkdir(parents=True)
+            (run / "history.csv").write_text("epoch,loss,epoch_seconds\n0,1.0,40.0\n1,0.9,10.0\n")
+
+    clock = iter([0.0, 0.0, 60.0, 60.0])  # deadline, calibration start and end, time left
+    monkeypatch.setattr(budget, "_train", fake_train)
+    monkeypatch.setattr(budget.time, "monotonic", lambda: next(clock))
+    budget.main(["--minutes", "10", "--run-name", "r", "--checkpoint-dir", str(tmp_path)])
+    calibration, real = calls
+    assert calibration[calibration.index("--epochs") + 1] == str(budget.CALIBRATION_EPOCHS)
+    # 540 s left * 0.95 safety, less a start-up of 60 - 10 = 50 s, at 10 s per epoch
+    assert real[-4:] == ["--epochs", str(math.floor((540 * budget.SAFETY - 50) / 10)), "--max-minutes", "9.00"]
+    assert real[:4] == ["--run-name", "r", "--checkpoint-dir", str(tmp_path)]
+
+
+def test_budget_always_runs_at_least_one_epoch():
+    from training.budget import epochs_that_fit
+
+    assert epochs_that_fit(seconds_left=30, startup_seconds=60, epoch_seconds=10) == 1
+    assert epochs_that_fit(seconds_left=1000, startup_seconds=50, epoch_seconds=10) == 90
+
+
+def test_loader_settings_are_left_out_of_the_reproduce_command():
+    """How many loaders make a run's batches does not change them, so the command omits it."""
+    from training.config import train_command
+
+    command = train_command({**TrainConfig(loader_workers=14, loader_processes=True).to_dict(), "epochs": 3})
+    assert "loader" not in command and "--epochs 3" in command
