@@ -14,7 +14,7 @@ from modelcard.card import ModelCard
 from modelcard.geometry import letterbox
 from service.crf import refine
 from service.encoding import PNG_COMPRESS_LEVEL, encode_png, encode_rle
-from service.settings import CRF_PRESETS, CrfSettings
+from service.settings import CRF_PRESETS, DEFAULT_CRF_PRESET, CrfSettings
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,14 @@ def png_costs(label_maps: dict[str, np.ndarray], palette, repeat: int) -> list[t
 
 def crf_vs_inference(session, card: ModelCard, image: np.ndarray, repeat: int) -> list[Timing]:
     """At the model's input size: inference fetching labels only, fetching probabilities too, and the CRF with
-    each preset on those probabilities (the default first)."""
+    each preset on those probabilities (the one this model's CRF starts from first)."""
     canvas, _ = letterbox(image, card.input_size)
     feed = {card.input.name: canvas[None]}
     labels_only = [card.outputs.labels.name]
     both = [card.outputs.labels.name, card.outputs.probabilities.name]
     probabilities = session.run(both, feed)[1][0]
     size = f"{card.input.width}x{card.input.height}"
-    default = CrfSettings().preset
+    default = CrfSettings().for_model(card.crf.preset if card.crf else None).preset or DEFAULT_CRF_PRESET
     crf = []
     for preset in sorted(CRF_PRESETS, key=lambda name: name != default):
         params = CrfSettings(preset=preset)

@@ -6,17 +6,21 @@ part of the input, labels back to the original resolution by nearest neighbour (
 scored against the original-resolution mask with ignored pixels left out. Inference and every CRF variant run on
 each image in turn, so a change in the machine's load hits them alike; times are medians per image.
 
-    python -m benchmarks.crf_quality [--split val] [--limit N] [--preset seed fast]
-        [--try NAME:key=value,...] [--output report.md]
+    python -m benchmarks.crf_quality [--split val] [--limit N] [--preset seed fast gentle]
+        [--try NAME:key=value,...] [--output report.md] [--record]
 
 `--try` adds a candidate setting (`CrfSettings` fields, e.g. `wide:preset=fast,bilateral_srgb=13`) to choose a
-preset by measurement; choose on `--split train` and report on val.
+preset by measurement; choose on `--split train` and report on val. `--record` writes each model's best named preset
+that costs at most one inference (by Dice for one foreground class, else mIoU) into its card's `crf`, where the
+service reads it; a choice among a few presets on the split it is then reported on is slightly optimistic there.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +29,7 @@ import numpy as np
 
 from benchmarks.cli import parser_for
 from benchmarks.raw import session_for
-from modelcard.card import ModelCard, load_card
+from modelcard.card import ModelCard, load_card, validate_card, write_card
 from modelcard.files import find_cards
 from modelcard.geometry import crop, letterbox, resize_labels
 from service.crf import refine
@@ -93,6 +97,33 @@ def measure(card: ModelCard, variants: dict[str, CrfSettings], split: str, limit
     return scores
 
 
+def choose_preset(card: ModelCard, scores: list[Score], command: str) -> dict | None:
+    """`card`'s `crf` entry: of the named presets measured that cost at most one inference, the best by the
+    model's metric (Dice for one foreground class, else mIoU), with every score it was chosen among."""
+    metric = "dice" if card.num_classes == 2 else "mean_iou"
+    named = [score for score in scores if score.model == card.name and score.variant in (NO_CRF, *CRF_PRESETS)]
+    eligible = [score for score in named if score.variant != NO_CRF and score.crf_ms <= score.inference_ms]
+    if not eligible:
+        return None
+    best = max(eligible, key=lambda score: getattr(score, metric))
+    return {"preset": best.variant, "metric": metric, "split": best.split, "images": best.images,
+            "scores": {score.variant: round(getattr(score, metric), 4) for score in named}, "command": command}
+
+
+def record_choices(cards: list[ModelCard], scores: list[Score], command: str) -> list[str]:
+    """Write each card's `crf` entry (`choose_preset`); one line per card saying what it got."""
+    lines = []
+    for card in cards:
+        choice = choose_preset(card, scores, command)
+        if choice is None:
+            lines.append(f"{card.name}: no named preset costs at most one inference; card unchanged")
+            continue
+        write_card(validate_card({**card.to_json(), "crf": choice}, str(card.path)), card.path)
+        lines.append(f"{card.name}: crf.preset = {choice['preset']} ({choice['metric']} {choice['scores']}) "
+                     f"written to {card.path}")
+    return lines
+
+
 def shared_sequences(card: ModelCard, split: str) -> list[str]:
     """Recording sequences (the file-name part before the first `_`, as in CamVid's `0016E5_07959`) that `split`
     shares with the training split: frames of one video on both sides, so its scores are not held-out ones."""
@@ -144,6 +175,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--try", dest="candidates", type=parse_variant, action="append", default=[],
                         metavar="NAME:key=value,...", help="An extra CRF setting to measure.")
     parser.add_argument("--output", type=Path, help="Also write the table (markdown) here.")
+    parser.add_argument("--record", action="store_true",
+                        help="Write each model's best named preset into its card (crf), for the service.")
     return parser.parse_args(argv)
 
 
@@ -159,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(lines))
     if args.output:
         args.output.write_text("\n".join(lines) + "\n")
+    if args.record:
+        command = shlex.join(["python", "-m", "benchmarks.crf_quality", *(argv if argv is not None else sys.argv[1:])])
+        print("\n".join(record_choices(cards, scores, command)))
 
 
 if __name__ == "__main__":

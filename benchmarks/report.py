@@ -292,7 +292,8 @@ def write_markdown(results: Results, path: Path) -> None:
             "",
             "`python -m benchmarks.crf_quality`: each validation image the service's way (letterbox, ONNX model, CRF "
             "on the image's part of the input, labels back to the original resolution by nearest neighbour), scored "
-            "against the original-resolution masks; CRF and inference timed on each image in turn (medians).",
+            "against the original-resolution masks; CRF and inference timed on each image in turn (medians). "
+            "`--record` writes each model's best preset into its card (`crf.preset`), which `crf=true` then uses.",
             "",
             *results.crf_quality,
             "",

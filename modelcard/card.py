@@ -166,6 +166,18 @@ class ParityRecord(_Open):
     images: int = Field(gt=0)
 
 
+class CrfChoice(_Open):
+    """The dense-CRF preset measured best for this model (``benchmarks.crf_quality --record``); the service
+    starts this model's ``crf=true`` refinements from it unless its operator set ``--crf.preset``."""
+
+    preset: str = Field(min_length=1)
+    metric: Literal["dice", "mean_iou"]
+    split: str
+    images: int = Field(gt=0)
+    scores: dict[str, float]  # the metric with no CRF and with each preset measured
+    command: str
+
+
 class SourceCheckpoint(_Strict):
     path: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -188,6 +200,7 @@ class ModelCard(_Open):
     metrics: Metrics | None
     export_parity: dict[str, ParityRecord]
     quantization: dict[str, Quantization] = {}
+    crf: CrfChoice | None = None
     source_checkpoint: SourceCheckpoint
     exported_at: str
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Evaluate the trained default runs on their val split and export them into engines/ (ONNX,
-# its INT8 variant <name>.int8.onnx and the model card; SavedModel and TFLite under
-# saved_model/<run>/). Each argument is a model name, or name=run when the shipped model comes
+# its INT8 variant <name>.int8.onnx and the model card, then the card's CRF preset; SavedModel
+# and TFLite under saved_model/<run>/). Each argument is a model name, or name=run when the shipped model comes
 # from a run of another name (a fine-tuning run), optionally with @scale for the graph's
 # inference scale (training.export --inference-scale) and +flip[,flip] for the flips it averages
 # over (training.export --test-time-flips):
@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python
+shipped=()
 for spec in "${@:-polyp=polyp-appearance+horizontal camvid=camvid-512}"; do
   for model in $spec; do
     flips=()
@@ -23,5 +24,8 @@ for spec in "${@:-polyp=polyp-appearance+horizontal camvid=camvid-512}"; do
     "$python" -m training.evaluate --checkpoint_path "checkpoints/$run" --split val --no-progress "${graph[@]}"
     "$python" -m training.export --checkpoint_path "checkpoints/$run" --output_dir "saved_model/$run" \
       --onnx --int8 --tflite --name "$name" --engines-dir engines "${graph[@]}"
+    shipped+=(--model "$name")
   done
 done
+# The new cards have no CRF preset yet: measure the presets on val and record each model's best.
+"$python" -m benchmarks.crf_quality --split val --record "${shipped[@]}"

@@ -64,13 +64,21 @@ class CrfPool:
 
     def __init__(self, params: CrfSettings):
         self.params = params
+        self._per_model: dict[str | None, CrfSettings] = {None: params}
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["numpy", "PIL.Image", "pydensecrf.densecrf", "service.crf"])
         self._executor = ProcessPoolExecutor(max_workers=params.workers, mp_context=context)
         self._pending = 0
 
-    async def refine(self, image: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        """Refine off the event loop; 503 when more than max_pending refinements are waiting."""
+    def params_for(self, model_preset: str | None) -> CrfSettings:
+        """The parameters for a model whose card names `model_preset` (`CrfSettings.for_model`)."""
+        if model_preset not in self._per_model:
+            self._per_model[model_preset] = self.params.for_model(model_preset)
+        return self._per_model[model_preset]
+
+    async def refine(self, image: np.ndarray, probabilities: np.ndarray, model_preset: str | None = None) -> np.ndarray:
+        """Refine off the event loop with the model's parameters (`params_for`); 503 when more than
+        max_pending refinements are waiting."""
         if self._pending >= self.params.max_pending:
             raise ServiceError(
                 503, "crf_busy",
@@ -80,7 +88,8 @@ class CrfPool:
         self._pending += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, refine, image, probabilities, self.params)
+            params = self.params_for(model_preset)
+            return await loop.run_in_executor(self._executor, refine, image, probabilities, params)
         finally:
             self._pending -= 1
 

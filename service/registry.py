@@ -27,13 +27,13 @@ from typing import Literal
 
 import numpy as np
 
-from modelcard.card import ModelCard, load_card
+from modelcard.card import ModelCard, ModelCardError, load_card
 from service import telemetry
 from service.backends import Backend, load_backend
 from service.batching import Batcher, BatchPolicy, policy_for
 from service.errors import ServiceError
 from service.repository import Fingerprint, Index, RepositoryError, VersionSource, scan
-from service.settings import Settings
+from service.settings import CRF_PRESETS, Settings
 
 log = logging.getLogger(__name__)
 UNHEALTHY_AFTER_FAILURES = 3  # consecutive failed batches before /healthz reports the backend broken
@@ -358,8 +358,11 @@ async def release(entry: ModelEntry) -> None:
 
 
 def load_backend_checked(card: ModelCard, settings: Settings) -> Backend:
-    """The card's ONNX file must exist and match its recorded sha256 before any engine loads it."""
+    """The card's ONNX file must exist and match its recorded sha256, and a CRF preset it names must be one
+    this service has, before any engine loads it."""
     load_card(card.path, verify_files=True)
+    if card.crf is not None and card.crf.preset not in CRF_PRESETS:
+        raise ModelCardError(f"{card.path}: crf.preset {card.crf.preset!r} is not one of {sorted(CRF_PRESETS)}")
     return load_backend(card, settings)
 
 

@@ -109,7 +109,8 @@ async def label_image(
     if not refine:
         return image
     with timings.measure("crf"):
-        marginals = await crf_pool.refine(crop(prepared.canvas, prepared.placement), image.probabilities)
+        marginals = await crf_pool.refine(crop(prepared.canvas, prepared.placement), image.probabilities,
+                                          card.crf.preset if card.crf else None)
     return ImageLabels(prepared, output, marginals)
 
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelcard.card import Precision
@@ -89,26 +89,35 @@ class LimitSettings(BaseModel):
     max_batch_images: int = Field(16, ge=1, description="Images in one POST /segment/batch (413 past it).")
 
 
-CrfPreset = Literal["seed", "fast"]
+CrfPreset = Literal["seed", "fast", "gentle"]
+DEFAULT_CRF_PRESET: CrfPreset = "fast"
 CRF_PRESETS: dict[str, dict[str, float]] = {  # measured by `python -m benchmarks.crf_quality` (docs/benchmarks.md)
     # The seed's parameters, at the model's full resolution: ~10x the cost of one inference.
     "seed": {"scale": 1.0, "iterations": 5, "gaussian_sxy": 3.0, "gaussian_compat": 3.0,
              "bilateral_sxy": 3.0, "bilateral_srgb": 3.0, "bilateral_compat": 10.0},
     # Half resolution, a wide appearance kernel (ARCHITECTURE.md's 50/5/4) and 3 iterations: below one
-    # inference's cost; chosen on 40 training images per model among 15 candidates (docs/benchmarks.md).
+    # inference's cost; chosen on 40 training images per model among 15 candidates, best on camvid's val.
     "fast": {"scale": 0.5, "iterations": 3, "gaussian_sxy": 3.0, "gaussian_compat": 3.0,
              "bilateral_sxy": 50.0, "bilateral_srgb": 5.0, "bilateral_compat": 4.0},
+    # fast with a quarter of its appearance weight: smooth blobs (polyp) whose edges the network already
+    # follows, where a stronger CRF only shaves them (polyp val Dice: fast -0.002, this +0.0002).
+    "gentle": {"scale": 0.5, "iterations": 3, "gaussian_sxy": 3.0, "gaussian_compat": 3.0,
+               "bilateral_sxy": 50.0, "bilateral_srgb": 5.0, "bilateral_compat": 1.0},
 }
+CRF_PARAMETERS = tuple(CRF_PRESETS["seed"])  # the fields a preset sets
 
 
 class CrfSettings(BaseModel):
     """Dense-CRF refinement (Krähenbühl & Koltun 2011): a named preset, any parameter overridable.
 
-    Spatial stds are in model-input pixels whatever `scale` the CRF runs at."""
+    Which preset a model's CRF starts from is `for_model`'s rule. Spatial stds are in model-input
+    pixels whatever `scale` the CRF runs at."""
 
     workers: int = Field(1, ge=1, description="CRF worker processes (pydensecrf holds the GIL).")
     max_pending: int = Field(16, ge=1, description="Refinements waiting for a worker before 503.")
-    preset: CrfPreset = Field("fast", description="Parameter set the fields below start from (docs/benchmarks.md).")
+    preset: CrfPreset | None = Field(
+        None, description="Parameter set the fields below start from, for every model. Unset: each model's own, "
+        "measured on it (its card's crf.preset), else fast (docs/benchmarks.md).")
     scale: float = Field(gt=0, le=1, description="Resolution the CRF runs at, as a fraction of the model input's.")
     iterations: int = Field(ge=1, le=50, description="Mean-field iterations.")
     gaussian_sxy: float = Field(gt=0, description="Smoothness kernel: spatial std in pixels.")
@@ -117,14 +126,32 @@ class CrfSettings(BaseModel):
     bilateral_srgb: float = Field(gt=0, description="Appearance kernel: colour std.")
     bilateral_compat: float = Field(ge=0, description="Appearance kernel weight.")
 
-    @model_validator(mode="before")
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _start_from_the_preset(cls, data: Any) -> Any:
-        """Fields not given take the preset's value (an unknown preset is left for the field check)."""
+    def _start_from_the_preset(cls, data: Any, handler: Any) -> CrfSettings:
+        """Fields not given take the preset's value (an unknown preset is left for the field check);
+        the parameters that were given are kept for `for_model`."""
         if not isinstance(data, dict):
-            return data
-        preset = CRF_PRESETS.get(data.get("preset", cls.model_fields["preset"].default), {})
-        return {**preset, **{key: value for key, value in data.items() if value is not None}}
+            return handler(data)
+        given = {key: value for key, value in data.items() if value is not None}
+        preset = CRF_PRESETS.get(given.get("preset") or DEFAULT_CRF_PRESET, {})
+        settings = handler({**preset, **given})
+        settings._given = {key: value for key, value in given.items() if key in CRF_PARAMETERS}
+        return settings
+
+    def as_given(self) -> dict[str, Any]:
+        """The fields as given, without the ones the preset filled in: rebuilds an object with the same
+        `for_model` answers (what `Settings.to_env` exports for worker processes)."""
+        return {**self.model_dump(mode="json", exclude=set(CRF_PARAMETERS)), **self._given}
+
+    def for_model(self, model_preset: str | None) -> CrfSettings:
+        """The CRF one model gets: the operator's `preset` when set, else the model's own (its card),
+        else fast; parameters given explicitly (`--crf.iterations 10`) apply on top of any of them."""
+        if self.preset is not None or model_preset is None:
+            return self
+        return CrfSettings(workers=self.workers, max_pending=self.max_pending, preset=model_preset, **self._given)
 
 
 class DriftSettings(BaseModel):
@@ -202,7 +229,8 @@ class Settings(BaseSettings):
             if isinstance(value, dict) and not isinstance(getattr(self, key), BaseModel):
                 env[f"{ENV_PREFIX}{key}".upper()] = json.dumps(value)  # a mapping (model names keep their case)
             elif isinstance(value, dict):
-                for sub_key, sub_value in value.items():
+                group = getattr(self, key)
+                for sub_key, sub_value in (group.as_given() if isinstance(group, CrfSettings) else value).items():
                     if sub_value is not None:
                         env[f"{ENV_PREFIX}{key}__{sub_key}".upper()] = str(sub_value)
             elif value is not None:

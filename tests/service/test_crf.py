@@ -99,3 +99,21 @@ def test_pool_refines_in_worker_processes_and_bounds_its_queue(frame_and_rough_p
     assert sum(isinstance(r, np.ndarray) and np.array_equal(r, expected) for r in results) == 2
     refused = [r for r in results if not isinstance(r, np.ndarray)]
     assert len(refused) == 1 and refused[0].status == 503
+
+
+def test_pool_refines_each_model_with_its_cards_preset(frame_and_rough_probabilities):
+    """A card's crf.preset (here seed vs gentle) is what that model's refinement runs with."""
+    pixels, _, _, probabilities = frame_and_rough_probabilities
+
+    async def scenario():
+        pool = CrfPool(CrfSettings(workers=1))
+        try:
+            return [await pool.refine(pixels, probabilities, preset) for preset in ("seed", "gentle", None)]
+        finally:
+            pool.close()
+
+    seed, gentle, default = asyncio.run(scenario())
+    np.testing.assert_array_equal(seed, refine(pixels, probabilities, CrfSettings(preset="seed")))
+    np.testing.assert_array_equal(gentle, refine(pixels, probabilities, CrfSettings(preset="gentle")))
+    np.testing.assert_array_equal(default, refine(pixels, probabilities, CrfSettings(preset="fast")))
+    assert not np.array_equal(seed, gentle)

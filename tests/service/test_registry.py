@@ -125,3 +125,17 @@ def test_a_backend_that_fails_its_warm_up_is_closed(segmentation_model, tmp_path
     assert model.status == "failed" and "execute_async_v3 failed" in model.error
     (entry,) = model.attempts.values()
     assert backend.closed and entry.loaded is None and not model.serving
+
+
+def test_a_card_naming_an_unknown_crf_preset_fails_to_load_saying_which(segmentation_model, tmp_path):
+    import asyncio
+
+    card = json.loads(segmentation_model.path.read_text())
+    card["crf"] = {"preset": "sharpest", "metric": "dice", "split": "val", "images": 1, "scores": {}, "command": "x"}
+    (tmp_path / segmentation_model.path.name).write_text(json.dumps(card))
+    for path in segmentation_model.model_files:
+        shutil.copy2(path, tmp_path / path.name)
+    registry = discovered(tmp_path)
+    asyncio.run(registry.load_all())
+    model = registry.models[segmentation_model.name]
+    assert model.status == "failed" and "crf.preset 'sharpest'" in model.error

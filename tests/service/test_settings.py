@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import CRF_PRESETS, CrfSettings, Settings
+from service.settings import CRF_PARAMETERS, CRF_PRESETS, CrfSettings, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +55,21 @@ def test_a_crf_preset_fills_the_fields_it_is_not_told(monkeypatch):
     assert settings.crf.iterations == 2 and settings.crf.scale == seed["scale"]
     assert settings.crf.bilateral_compat == seed["bilateral_compat"] != CRF_PRESETS["fast"]["bilateral_compat"]
     assert CrfSettings().model_dump(include=set(CRF_PRESETS["fast"])) == CRF_PRESETS["fast"]
+
+
+def test_each_model_starts_from_its_own_crf_preset_unless_the_operator_sets_one(monkeypatch):
+    default = CrfSettings()
+    assert default.preset is None and default.for_model(None) is default
+    assert default.model_dump(include=set(CRF_PARAMETERS)) == CRF_PRESETS["fast"]
+    assert default.for_model("gentle").model_dump(include=set(CRF_PARAMETERS)) == CRF_PRESETS["gentle"]
+    operator = CrfSettings(preset="seed")
+    assert operator.for_model("gentle") is operator
+    told = Settings(_cli_parse_args=["--crf.iterations", "7"])
+    for settings in (told, None):  # None: a worker process, rebuilt from the exported environment
+        if settings is None:
+            for key, value in told.to_env().items():
+                monkeypatch.setenv(key, value)
+            settings = Settings()
+        seed = settings.crf.for_model("seed")
+        assert seed.iterations == 7 and seed.scale == CRF_PRESETS["seed"]["scale"]
+        assert seed.bilateral_compat == CRF_PRESETS["seed"]["bilateral_compat"]
