@@ -80,10 +80,10 @@ def test_budget_sizes_the_run_from_the_calibration(tmp_path, monkeypatch):
 
 
 def test_budget_always_runs_at_least_one_epoch():
-    from training.budget import epochs_that_fit
+    from training.budget import SAFETY, epochs_that_fit
 
     assert epochs_that_fit(seconds_left=30, startup_seconds=60, epoch_seconds=10) == 1
-    assert epochs_that_fit(seconds_left=1000, startup_seconds=50, epoch_seconds=10) == 90
+    assert epochs_that_fit(seconds_left=1000, startup_seconds=50, epoch_seconds=10) == (1000 * SAFETY - 50) // 10
 
 
 def test_loader_settings_are_left_out_of_the_reproduce_command():
