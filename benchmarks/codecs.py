@@ -90,7 +90,7 @@ def crf_vs_inference(session, card: ModelCard, image: np.ndarray, repeat: int) -
     both = [card.outputs.labels.name, card.outputs.probabilities.name]
     probabilities = session.run(both, feed)[1][0]
     size = f"{card.input.width}x{card.input.height}"
-    default = CrfSettings().for_model(card.crf.preset if card.crf else None).preset or DEFAULT_CRF_PRESET
+    default = card.crf_preset or DEFAULT_CRF_PRESET  # what a default service refines this model with
     crf = []
     for preset in sorted(CRF_PRESETS, key=lambda name: name != default):
         params = CrfSettings(preset=preset)

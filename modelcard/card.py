@@ -226,6 +226,11 @@ class ModelCard(_Open):
         return [entry.color for entry in self.classes]
 
     @property
+    def crf_preset(self) -> str | None:
+        """The CRF preset measured best for this model, if the card records one."""
+        return self.crf.preset if self.crf is not None else None
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """(height, width) the graph expects."""
         return self.input.height, self.input.width

@@ -361,8 +361,8 @@ def load_backend_checked(card: ModelCard, settings: Settings) -> Backend:
     """The card's ONNX file must exist and match its recorded sha256, and a CRF preset it names must be one
     this service has, before any engine loads it."""
     load_card(card.path, verify_files=True)
-    if card.crf is not None and card.crf.preset not in CRF_PRESETS:
-        raise ModelCardError(f"{card.path}: crf.preset {card.crf.preset!r} is not one of {sorted(CRF_PRESETS)}")
+    if card.crf_preset is not None and card.crf_preset not in CRF_PRESETS:
+        raise ModelCardError(f"{card.path}: crf.preset {card.crf_preset!r} is not one of {sorted(CRF_PRESETS)}")
     return load_backend(card, settings)
 
 

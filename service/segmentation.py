@@ -110,7 +110,7 @@ async def label_image(
         return image
     with timings.measure("crf"):
         marginals = await crf_pool.refine(crop(prepared.canvas, prepared.placement), image.probabilities,
-                                          card.crf.preset if card.crf else None)
+                                          card.crf_preset)
     return ImageLabels(prepared, output, marginals)
 
 

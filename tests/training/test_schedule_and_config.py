@@ -74,7 +74,7 @@ def test_budget_sizes_the_run_from_the_calibration(tmp_path, monkeypatch):
     budget.main(["--minutes", "10", "--run-name", "r", "--checkpoint-dir", str(tmp_path)])
     calibration, real = calls
     assert calibration[calibration.index("--epochs") + 1] == str(budget.CALIBRATION_EPOCHS)
-    # 540 s left * 0.95 safety, less a start-up of 60 - 10 = 50 s, at 10 s per epoch
+    # 540 s left * SAFETY, less a start-up of 60 - 10 = 50 s, at 10 s per epoch
     assert real[-4:] == ["--epochs", str(math.floor((540 * budget.SAFETY - 50) / 10)), "--max-minutes", "9.00"]
     assert real[:4] == ["--run-name", "r", "--checkpoint-dir", str(tmp_path)]
 
