@@ -148,14 +148,18 @@ def test_gradient_checkpointing_recomputes_blocks_with_identical_results(monkeyp
     if keras.backend.backend() == "tensorflow":
         # tf.recompute_grad traces each block once forward and once more for its gradient.
         assert len(block_calls) == 2 * len(blocks)
-    # Same gradients, and batch-norm statistics updated once, not once per
-    # recompute (a double update would move them ~1.9x as far). Updates are
-    # compared relative to their size: multithreaded CPU kernels are not
-    # bit-reproducible between runs even without checkpointing.
-    for initial, expected, actual in zip(initial_weights, after_plain, after_checkpointed):
+    # Batch-norm statistics are updated once, not once per recompute: a double
+    # update moves them ~1.9x as far (relative mismatch ~0.9). Gradients match:
+    # a block whose gradient were lost or doubled would be off by 1.0. The
+    # tolerances sit far from both: multithreaded CPU reductions are not
+    # bit-reproducible, and on JAX a gamma's gradient (a sum with heavy
+    # cancellation) was seen to differ by up to 7% between identical runs.
+    trainable = {weight.path for weight in plain.trainable_weights}
+    for weight, initial, expected, actual in zip(plain.weights, initial_weights, after_plain, after_checkpointed):
         expected_update, actual_update = expected - initial, actual - initial
         mismatch = np.linalg.norm(actual_update - expected_update)
-        assert mismatch <= 0.05 * np.linalg.norm(expected_update) + 1e-5
+        tolerance = 0.25 if weight.path in trainable else 0.05
+        assert mismatch <= tolerance * np.linalg.norm(expected_update) + 1e-5, weight.path
 
 
 def test_logits_stay_float32_under_mixed_precision():
