@@ -37,8 +37,12 @@ class Checkpoint:
 
     @property
     def training_commands(self) -> list[str]:
-        """The ``training.train`` commands that, run in order, reproduce these weights: those of
-        the run it was fine-tuned from (``init_weights``) first, then each of its own stages."""
+        """The commands that, run in order, reproduce these weights: those of the run it was
+        fine-tuned from (``init_weights``) first, then each of its own stages; for an average, the
+        ingredients' chains (``merge_chains``) and then the ``training.average`` command."""
+        if averaged := self.config.get("averaged_from"):  # training.average
+            return [*merge_chains([ingredient["commands"] for ingredient in averaged["ingredients"]]),
+                    averaged["command"]]
         if recovered := self.config.get("recovered_from"):  # training.recover: from a shipped ONNX file
             return list(recovered["commands"])
         parent = self.config.get("init_weights")
@@ -49,6 +53,19 @@ class Checkpoint:
         # A stage ends where the next one began; the last one where the run is now.
         ends = [stage["from_epoch"] for stage in stages[1:]] + [epochs_done(self.run_dir)]
         return [*before, *(_stage_command(stage, end) for stage, end in zip(stages, ends))]
+
+
+def merge_chains(chains: list[list[str]]) -> list[str]:
+    """Command chains run one after another, each without the start it shares with what already ran
+    (an ingredient fine-tuned from another repeats that one's whole chain). Only a shared start is
+    dropped: a command that recurs later (a second `training.recover` of a newer file) runs again."""
+    merged: list[str] = []
+    for chain in chains:
+        shared = 0
+        while shared < min(len(merged), len(chain)) and merged[shared] == chain[shared]:
+            shared += 1
+        merged += chain[shared:]
+    return merged
 
 
 def resolve_checkpoint(path: str | Path) -> Checkpoint:
