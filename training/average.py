@@ -58,6 +58,11 @@ def _arrays(weights: h5py.File) -> dict[str, h5py.Dataset]:
     return {name: item for name, item in found.items() if not name.startswith(f"{OPTIMIZER_GROUP}/")}
 
 
+def _layout(arrays: dict[str, h5py.Dataset]) -> dict[str, tuple]:
+    """What two files must share to hold one network: each array's path, shape and dtype."""
+    return {name: (dataset.shape, dataset.dtype) for name, dataset in arrays.items()}
+
+
 def average(ingredients: list[Ingredient], into: Path, command: str) -> int:
     """Write the shares-weighted average of the ingredients to `into`; returns how many arrays were averaged."""
     if len(ingredients) < 2:
@@ -75,10 +80,11 @@ def average(ingredients: list[Ingredient], into: Path, command: str) -> int:
             if OPTIMIZER_GROUP in out:  # the first ingredient's moments mean nothing for the average
                 del out[OPTIMIZER_GROUP]
             table, others = _arrays(out), [_arrays(weights) for weights in files]
+            layout = _layout(table)
             for checkpoint, other in zip(checkpoints[1:], others):
-                mismatched = sorted(set(table) ^ set(other)) or [
-                    name for name in table if (table[name].shape, table[name].dtype) != (other[name].shape,
-                                                                                         other[name].dtype)]
+                other_layout = _layout(other)
+                mismatched = sorted(name for name in layout.keys() | other_layout.keys()
+                                    if layout.get(name) != other_layout.get(name))
                 if mismatched:
                     raise ValueError(f"{checkpoint.weights_path} is not the same network as "
                                      f"{checkpoints[0].weights_path}: {len(mismatched)} array(s) differ, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,7 +88,7 @@ def test_different_networks_or_bad_shares_are_refused(tmp_path):
         average([Ingredient(tmp_path / "a", 0.4), Ingredient(tmp_path / "a", 0.5)], tmp_path / "soup", "cmd")
     with pytest.raises(ValueError, match="at least two"):
         average([Ingredient(tmp_path / "a", 1.0)], tmp_path / "soup", "cmd")
-    assert parse_ingredient("runs/a:0.35") == Ingredient(tmp_path.__class__("runs/a"), 0.35)
+    assert parse_ingredient("runs/a:0.35") == Ingredient(Path("runs/a"), 0.35)
     for text in ("runs/a", "runs/a:zero", "runs/a:-1", ":0.5"):
         with pytest.raises(Exception, match="CHECKPOINT:SHARE"):
             parse_ingredient(text)
