@@ -19,7 +19,7 @@ from training.datasets.photometric import (
 
 from .test_augment import drawn_pair
 
-STRONG = AppearanceConfig(gamma=0.5, white_balance=0.2, blur=1.0, noise=1.0, jpeg=1.0, specular=1.0)
+STRONG = AppearanceConfig(gamma=0.5, white_balance=0.2, lowres=1.0, blur=1.0, noise=1.0, jpeg=1.0, specular=1.0)
 
 
 def textured(height=64, width=80, seed=0):
@@ -102,7 +102,8 @@ def test_disabled_appearance_keeps_the_old_random_stream():
     assert not AppearanceConfig().enabled and STRONG.enabled
 
 
-@pytest.mark.parametrize("fields", [{"blur": 1.5}, {"white_balance": 1.0}, {"gamma": -0.1}, {"jpeg_quality": 0}])
+@pytest.mark.parametrize("fields", [{"blur": 1.5}, {"lowres": -0.1}, {"lowres_factor": 0.5}, {"white_balance": 1.0},
+                                    {"gamma": -0.1}, {"jpeg_quality": 0}])
 def test_bad_settings_are_rejected(fields):
     with pytest.raises(ValueError):
         AppearanceConfig(**fields)

@@ -106,13 +106,15 @@ class AppearanceConfig:
 
     gamma: log-uniform gamma in [exp(-gamma), exp(gamma)].
     white_balance: per-channel gains drawn from [1 - s, 1 + s].
-    blur, noise, jpeg, specular: probabilities of applying each degradation, with
-    blur_sigma (max sigma, px), noise_std (max std, grey levels), jpeg_quality (lowest quality),
-    specular_count (max number of highlights).
+    lowres, blur, noise, jpeg, specular: probabilities of applying each degradation, with
+    lowres_factor (largest shrink factor), blur_sigma (max sigma, px), noise_std (max std, grey
+    levels), jpeg_quality (lowest quality), specular_count (max number of highlights).
     """
 
     gamma: float = 0.0
     white_balance: float = 0.0
+    lowres: float = 0.0
+    lowres_factor: float = 3.0
     blur: float = 0.0
     blur_sigma: float = 1.5
     noise: float = 0.0
@@ -123,19 +125,21 @@ class AppearanceConfig:
     specular_count: int = 6
 
     def __post_init__(self) -> None:
-        for name in ("blur", "noise", "jpeg", "specular"):
+        for name in ("lowres", "blur", "noise", "jpeg", "specular"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"appearance {name} is a probability in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.white_balance < 1:
             raise ValueError(f"appearance white_balance must be in [0, 1), got {self.white_balance}")
         if not 0 <= self.gamma <= 1.5:
             raise ValueError(f"appearance gamma must be in [0, 1.5], got {self.gamma}")
+        if self.lowres_factor < 1:
+            raise ValueError(f"appearance lowres_factor must be >= 1, got {self.lowres_factor}")
         if not 1 <= self.jpeg_quality <= 95:
             raise ValueError(f"appearance jpeg_quality must be in [1, 95], got {self.jpeg_quality}")
 
     @property
     def enabled(self) -> bool:
-        return any((self.gamma, self.white_balance, self.blur, self.noise, self.jpeg, self.specular))
+        return any((self.gamma, self.white_balance, self.lowres, self.blur, self.noise, self.jpeg, self.specular))
 
 
 def random_colour(image: np.ndarray, rng: np.random.Generator, config: AppearanceConfig) -> np.ndarray:
@@ -151,8 +155,11 @@ def random_colour(image: np.ndarray, rng: np.random.Generator, config: Appearanc
 
 
 def random_degradation(image: np.ndarray, rng: np.random.Generator, config: AppearanceConfig) -> np.ndarray:
-    """The camera part (blur, noise, JPEG), in that order: after the warp, at network resolution."""
+    """The camera part (resolution loss, blur, noise, JPEG), in that order: after the warp, at
+    network resolution. A zero probability draws nothing, so older configs keep their random stream."""
     image = _float(image)
+    if config.lowres and rng.random() < config.lowres:
+        image = downscale_upscale(image, rng.uniform(1.0, config.lowres_factor))
     if config.blur and rng.random() < config.blur:
         image = gaussian_blur(image, rng.uniform(0.3, config.blur_sigma))
     if config.noise and rng.random() < config.noise:
