@@ -1,5 +1,6 @@
 """python -m benchmarks.training_speed: training images/s and peak memory for fp32 vs mixed
-precision, with and without gradient checkpointing, measured side by side in one run.
+precision (float16, as `--mixed-precision` trains, and bfloat16, which CPUs with AMX or AVX512-BF16
+have units for), with and without gradient checkpointing, measured side by side in one run.
 
 Each configuration trains in its own process (so its peak resident memory is its own) on real
 Kvasir-SEG crops through the real pipeline, and times only the steps after compilation.
@@ -15,15 +16,17 @@ import subprocess
 import sys
 import time
 
+# name -> (Keras dtype policy, training flags)
 CONFIGURATIONS = {
-    "fp32": [],
-    "mixed precision": ["--mixed-precision"],
-    "gradient checkpointing": ["--gradient-checkpointing"],
-    "mixed + checkpointing": ["--mixed-precision", "--gradient-checkpointing"],
+    "fp32": ("float32", []),
+    "mixed precision": ("mixed_float16", ["--mixed-precision"]),
+    "mixed bfloat16": ("mixed_bfloat16", []),
+    "gradient checkpointing": ("float32", ["--gradient-checkpointing"]),
+    "mixed + checkpointing": ("mixed_float16", ["--mixed-precision", "--gradient-checkpointing"]),
 }
 
 
-def measure(flags: list[str], crop: int, batch: int, steps: int, warmup: int) -> dict:
+def measure(policy: str, flags: list[str], crop: int, batch: int, steps: int, warmup: int) -> dict:
     """Runs in the child: build, compile, train ``warmup`` steps untimed, then ``steps`` timed."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -34,8 +37,7 @@ def measure(flags: list[str], crop: int, batch: int, steps: int, warmup: int) ->
     from training.model import build_deeplab
 
     config = parse_args(["--crop-size", str(crop), "--batch-size", str(batch), *flags])
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(policy)
     dataset = get_dataset("kvasir", split="train")
     data = iter(make_pipeline(dataset, crop, batch, augment=True, repeat=True, seed=0, max_side=512))
     model = build_deeplab(dataset.num_classes, input_size=(crop, crop),
@@ -61,13 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(measure(json.loads(args.child), args.crop, args.batch, args.steps, args.warmup)))
+        policy, flags = json.loads(args.child)
+        print(json.dumps(measure(policy, flags, args.crop, args.batch, args.steps, args.warmup)))
         return
     results = {}
-    for name, flags in CONFIGURATIONS.items():
+    for name, configuration in CONFIGURATIONS.items():
         child = subprocess.run(
             [sys.executable, "-m", "benchmarks.training_speed", "--crop", str(args.crop), "--batch", str(args.batch),
-             "--steps", str(args.steps), "--warmup", str(args.warmup), "--child", json.dumps(flags)],
+             "--steps", str(args.steps), "--warmup", str(args.warmup), "--child", json.dumps(configuration)],
             capture_output=True, text=True, check=True)
         results[name] = json.loads(child.stdout.strip().splitlines()[-1])
         print(f"measured {name}", file=sys.stderr, flush=True)
