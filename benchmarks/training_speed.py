@@ -1,6 +1,7 @@
 """python -m benchmarks.training_speed: training images/s and peak memory for fp32 vs mixed
 precision (float16, as `--mixed-precision` trains, and bfloat16, which CPUs with AMX or AVX512-BF16
-have units for), with and without gradient checkpointing, measured side by side in one run.
+have units for), with and without gradient checkpointing, and XLA compilation forced on (Keras
+leaves it off on CPU-only TensorFlow), measured side by side in one run.
 
 Each configuration trains in its own process (so its peak resident memory is its own) on real
 Kvasir-SEG crops through the real pipeline, and times only the steps after compilation.
@@ -16,17 +17,19 @@ import subprocess
 import sys
 import time
 
-# name -> (Keras dtype policy, training flags)
+# name -> (Keras dtype policy, training flags, Model.compile's jit_compile)
 CONFIGURATIONS = {
-    "fp32": ("float32", []),
-    "mixed precision": ("mixed_float16", ["--mixed-precision"]),
-    "mixed bfloat16": ("mixed_bfloat16", []),
-    "gradient checkpointing": ("float32", ["--gradient-checkpointing"]),
-    "mixed + checkpointing": ("mixed_float16", ["--mixed-precision", "--gradient-checkpointing"]),
+    "fp32": ("float32", [], "auto"),
+    "mixed precision": ("mixed_float16", ["--mixed-precision"], "auto"),
+    "mixed bfloat16": ("mixed_bfloat16", [], "auto"),
+    "gradient checkpointing": ("float32", ["--gradient-checkpointing"], "auto"),
+    "mixed + checkpointing": ("mixed_float16", ["--mixed-precision", "--gradient-checkpointing"], "auto"),
+    "XLA (jit_compile)": ("float32", [], True),
 }
 
 
-def measure(policy: str, flags: list[str], crop: int, batch: int, steps: int, warmup: int) -> dict:
+def measure(policy: str, flags: list[str], jit_compile: bool | str, crop: int, batch: int, steps: int,
+            warmup: int) -> dict:
     """Runs in the child: build, compile, train ``warmup`` steps untimed, then ``steps`` timed."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -42,7 +45,8 @@ def measure(policy: str, flags: list[str], crop: int, batch: int, steps: int, wa
     data = iter(make_pipeline(dataset, crop, batch, augment=True, repeat=True, seed=0, max_side=512))
     model = build_deeplab(dataset.num_classes, input_size=(crop, crop),
                           gradient_checkpointing=config.gradient_checkpointing)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=make_loss("dice_focal"))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=make_loss("dice_focal"),
+                  jit_compile=jit_compile)
     batches = [next(data) for _ in range(warmup + steps)]
     for images, labels in batches[:warmup]:
         model.train_on_batch(images, labels)
@@ -63,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        policy, flags = json.loads(args.child)
-        print(json.dumps(measure(policy, flags, args.crop, args.batch, args.steps, args.warmup)))
+        policy, flags, jit_compile = json.loads(args.child)
+        print(json.dumps(measure(policy, flags, jit_compile, args.crop, args.batch, args.steps, args.warmup)))
         return
     results = {}
     for name, configuration in CONFIGURATIONS.items():
