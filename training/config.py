@@ -48,10 +48,6 @@ class TrainConfig:
     color_jitter: float = 0.0
     # training.datasets.photometric.AppearanceConfig fields, e.g. { gamma = 0.4, jpeg = 0.3 }.
     appearance: dict = field(default_factory=dict)
-    # Share of crops placed over a pixel of one of `crop_classes` (class names), for thin and
-    # rare classes (training.datasets.augment.class_crop).
-    class_crops: float = 0.0
-    crop_classes: list[str] = field(default_factory=list)
     cache: bool = True
     # Off TensorFlow (the JAX backend on a GPU host): how many loaders make batches ahead (0: up
     # to 8), and whether they are processes. Augmentation holds the GIL for most of its ~20 ms per

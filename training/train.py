@@ -99,14 +99,6 @@ def _resolve_class_info(config: TrainConfig, dataset, run_dir: Path) -> dict:
     return info
 
 
-def _class_ids(classes: list[str], names: list[str]) -> tuple[int, ...]:
-    """The dataset's ids of class `names` (the config names classes, not numbers, to stay readable)."""
-    unknown = sorted(set(names) - set(classes))
-    if unknown:
-        raise ValueError(f"crop_classes {unknown} are not classes of this dataset: {classes}")
-    return tuple(classes.index(name) for name in names)
-
-
 def _best_so_far(run_dir: Path, monitor: str) -> float | None:
     """Best ``monitor`` value in earlier epochs of this run, so a resumed run keeps a better
     ``best.weights.h5`` from before the interruption instead of overwriting it."""
@@ -185,9 +177,7 @@ def train(config: TrainConfig) -> dict:
     augmentation = AugmentConfig(scale_range=tuple(config.scale_range),
                                  max_rotation_degrees=config.max_rotation_degrees,
                                  vertical_flip=config.vertical_flip, color_jitter=config.color_jitter,
-                                 appearance=AppearanceConfig(**config.appearance),
-                                 class_crops=config.class_crops,
-                                 crop_classes=_class_ids(train_set.classes, config.crop_classes))
+                                 appearance=AppearanceConfig(**config.appearance))
     initial_epoch = epochs_done(run_dir) if (run_dir / "last.weights.h5").is_file() else 0
     train_data, val_data = _input_pipelines(config, train_set, val_set, global_batch, augmentation,
                                             first_batch=initial_epoch * steps_per_epoch)

@@ -17,11 +17,8 @@ from training.datasets.augment import (
     Transform,
     apply_transform,
     augment,
-    class_crop,
-    crop_over,
     letterbox_pair,
     one_hot,
-    output_to_input_matrix,
     random_transform,
 )
 
@@ -181,46 +178,6 @@ def test_colour_jitter_changes_the_image_only_and_repeats_with_the_seed():
     np.testing.assert_array_equal(again, jittered_image)
     with pytest.raises(ValueError, match="color_jitter"):
         AugmentConfig(color_jitter=1.0)
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_crop_over_puts_the_chosen_input_pixel_at_the_chosen_crop_position(seed):
-    rng = np.random.default_rng(seed)
-    transform = random_transform(rng, (96, 128), 48, AugmentConfig(vertical_flip=True, max_rotation_degrees=40))
-    pixel, crop_yx = (int(rng.integers(96)), int(rng.integers(128))), (float(rng.integers(48)), float(rng.integers(48)))
-    moved = crop_over(transform, (96, 128), pixel, crop_yx)
-    a, b, c, d, e, f = output_to_input_matrix((96, 128), moved)
-    x, y = crop_yx[1], crop_yx[0]
-    np.testing.assert_allclose([a * x + b * y + c, d * x + e * y + f], [pixel[1], pixel[0]], atol=1e-9)
-    assert (moved.scale, moved.angle, moved.flip, moved.vertical_flip) == (
-        transform.scale, transform.angle, transform.flip, transform.vertical_flip)
-
-
-def test_class_crops_put_a_thin_class_into_every_crop_and_keep_the_pair_aligned():
-    image, mask = drawn_pair()  # class 4: a 6-pixel stripe at the right edge
-    uniform = AugmentConfig(scale_range=(1.0, 1.5))
-    focused = AugmentConfig(scale_range=(1.0, 1.5), class_crops=1.0, crop_classes=(4,))
-    with_stripe = {"uniform": 0, "focused": 0}
-    for seed in range(20):
-        for name, config in (("uniform", uniform), ("focused", focused)):
-            out_image, out_mask = augment(image, mask, np.random.default_rng(seed), 48, config)
-            with_stripe[name] += bool((out_mask == 4).any())
-            keep = interior(out_mask)  # the stripe is at the edge: crops over it are half padding
-            assert (mask_from_image(out_image)[keep] == out_mask[keep]).mean() > 0.99
-    assert with_stripe["focused"] == 20 and with_stripe["uniform"] <= 12
-
-
-def test_class_crops_off_draw_nothing_and_a_missing_class_keeps_the_uniform_crop():
-    image, mask = drawn_pair()
-    plain = augment(image, mask, np.random.default_rng(5), 48, AugmentConfig())
-    off = augment(image, mask, np.random.default_rng(5), 48, AugmentConfig(class_crops=0.0, crop_classes=(4,)))
-    np.testing.assert_array_equal(off[1], plain[1])
-    transform = random_transform(np.random.default_rng(5), mask.shape, 48, AugmentConfig())
-    assert class_crop(transform, mask, np.random.default_rng(0), 48, (7,)) == transform
-    with pytest.raises(ValueError, match="crop_classes"):
-        AugmentConfig(class_crops=0.5)
-    with pytest.raises(ValueError, match="class_crops"):
-        AugmentConfig(class_crops=1.5, crop_classes=(4,))
 
 
 def test_letterbox_keeps_aspect_and_pads_with_ignore():

@@ -138,13 +138,6 @@ def test_two_multiworker_processes_train_one_model(tmp_path):
     assert (tmp_path / "mw" / "last.weights.h5").is_file()
 
 
-@pytest.mark.usefixtures("real_data_root")
-def test_class_crops_name_classes_of_the_dataset(tmp_path):
-    run = _run_training(SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--class-crops", "0.5",
-                                     "--crop-classes", '["polyp", "pole"]'])
-    assert run.returncode != 0 and "crop_classes ['pole'] are not classes of this dataset" in run.stderr
-
-
 def test_resumed_run_keeps_the_earlier_best_score(tmp_path):
     from training.train import _best_so_far
 
@@ -162,8 +155,7 @@ def test_jax_backend_trains_without_tensorflow_resumes_and_writes_weights_tensor
     TensorFlow-backed export and evaluation code."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     common = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "jax", "--steps-per-epoch", "8",
-                          "--vertical-flip", "--color-jitter", "0.2", "--class-crops", "0.5",
-                          "--crop-classes", '["polyp"]']
+                          "--vertical-flip", "--color-jitter", "0.2"]
     first = _run_training(common + ["--epochs", "3", "--stop-after-epoch", "2"], env=env, without_tensorflow=True)
     assert first.returncode == 0, first.stderr[-3000:]
     mirrored = _run_training(common + ["--strategy", "mirrored"], env=env, without_tensorflow=True)

@@ -6,9 +6,7 @@ image, nearest for the mask (class ids are never blended). Only the crop's pixel
 the cost does not grow with the random scale. Pixels with no source (padding, rotated-in corners)
 get mid-grey (127.5, i.e. 0 after normalisation) in the image and the ignore label 255 in the mask.
 Optional colour jitter (brightness, contrast, saturation) changes the image alone, before the warp,
-so the padding stays mid-grey. Optional class crops move a share of the crops onto a pixel of a
-chosen (rare) class, the "class-uniform sampling" of Zhu et al. (CVPR 2019): a uniform crop of a
-street scene rarely holds a pole or a sign, so the thin classes get few gradients.
+so the padding stays mid-grey.
 
 No TensorFlow: the tf.data pipeline calls these functions, and so does the Keras `PyDataset` that
 feeds training on the JAX backend (GPU machines without TensorFlow). Pillow releases the GIL while
@@ -17,7 +15,6 @@ it warps, so parallel loaders use several cores.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -43,10 +40,6 @@ class AugmentConfig:
     color_jitter: float = 0.0
     # Exposure, white balance, blur, noise, JPEG, highlights (training.datasets.photometric).
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
-    # Probability that a crop is placed over a random pixel of one of `crop_classes` (a class
-    # drawn uniformly among those in the image; an image with none keeps its uniform crop).
-    class_crops: float = 0.0
-    crop_classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         low, high = self.scale_range
@@ -58,10 +51,6 @@ class AugmentConfig:
             )
         if not 0 <= self.color_jitter < 1:
             raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
-        if not 0 <= self.class_crops <= 1:
-            raise ValueError(f"class_crops is a probability in [0, 1], got {self.class_crops}")
-        if self.class_crops and not self.crop_classes:
-            raise ValueError("class_crops needs crop_classes: the classes to place crops on")
 
 
 @dataclass(frozen=True)
@@ -171,41 +160,6 @@ def random_transform(
     )  # fmt: skip
 
 
-def crop_over(
-    transform: Transform, input_hw: tuple[int, int], pixel_yx: tuple[int, int], crop_yx: tuple[float, float]
-) -> Transform:
-    """`transform` with its offset moved so that input pixel `pixel_yx` lands at crop position
-    `crop_yx`; scale, rotation and flips stay. The inverse of output_to_input_matrix's map:
-    x_crop + offset - c_scaled = scale F R(angle) (x_in - c_in)."""
-    height, width = input_hw
-    cos, sin = math.cos(transform.angle), math.sin(transform.angle)
-    u = pixel_yx[1] - (width - 1.0) / 2.0
-    v = pixel_yx[0] - (height - 1.0) / 2.0
-    mirror_x = -1.0 if transform.flip else 1.0
-    mirror_y = -1.0 if transform.vertical_flip else 1.0
-    x = transform.scale * mirror_x * (cos * u - sin * v)
-    y = transform.scale * mirror_y * (sin * u + cos * v)
-    left = x + (width * transform.scale - 1.0) / 2.0 - crop_yx[1]
-    top = y + (height * transform.scale - 1.0) / 2.0 - crop_yx[0]
-    return dataclasses.replace(transform, offset=(float(top), float(left)))
-
-
-def class_crop(
-    transform: Transform, mask: np.ndarray, rng: np.random.Generator, crop_size: int | tuple[int, int],
-    classes: tuple[int, ...],
-) -> Transform:
-    """Place the crop over a random pixel of a class drawn uniformly among `classes` present in
-    `mask`, at a uniformly random position inside the crop; no such class: `transform` as is."""
-    present = [class_id for class_id in classes if np.any(mask == class_id)]
-    if not present:
-        return transform
-    rows, cols = np.nonzero(mask == present[rng.integers(len(present))])
-    pick = rng.integers(len(rows))
-    crop_h, crop_w = crop_shape(crop_size)
-    crop_yx = (float(rng.integers(crop_h)), float(rng.integers(crop_w)))
-    return crop_over(transform, mask.shape[:2], (int(rows[pick]), int(cols[pick])), crop_yx)
-
-
 def jitter_colours(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Brightness, then contrast (about the image mean), then saturation (about each pixel's
     grey) of a 0..255 image, each factor drawn from [1 - strength, 1 + strength].
@@ -229,10 +183,8 @@ def augment(
     config: AugmentConfig = AugmentConfig(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """One random scale/rotate/flip/crop (and colour jitter, appearance shift) of an (image, mask)
-    pair. Without appearance shift and class crops the random draws are those of earlier versions."""
+    pair. Without appearance shift the random draws are those of earlier versions."""
     transform = random_transform(rng, mask.shape[:2], crop_size, config)
-    if config.class_crops and rng.random() < config.class_crops:  # off: no draw, streams unchanged
-        transform = class_crop(transform, mask, rng, crop_size, config.crop_classes)
     if config.color_jitter:
         image = jitter_colours(image, rng, config.color_jitter)
     if config.appearance.enabled:
