@@ -17,34 +17,33 @@ import subprocess
 import sys
 import time
 
-# name -> (Keras dtype policy, training flags, Model.compile's jit_compile)
+# name -> (Keras dtype policy, gradient checkpointing, Model.compile's jit_compile); training's
+# --mixed-precision is the mixed_float16 policy.
 CONFIGURATIONS = {
-    "fp32": ("float32", [], "auto"),
-    "mixed precision": ("mixed_float16", ["--mixed-precision"], "auto"),
-    "mixed bfloat16": ("mixed_bfloat16", [], "auto"),
-    "gradient checkpointing": ("float32", ["--gradient-checkpointing"], "auto"),
-    "mixed + checkpointing": ("mixed_float16", ["--mixed-precision", "--gradient-checkpointing"], "auto"),
-    "XLA (jit_compile)": ("float32", [], True),
+    "fp32": ("float32", False, "auto"),
+    "mixed precision": ("mixed_float16", False, "auto"),
+    "mixed bfloat16": ("mixed_bfloat16", False, "auto"),
+    "gradient checkpointing": ("float32", True, "auto"),
+    "mixed + checkpointing": ("mixed_float16", True, "auto"),
+    "XLA (jit_compile)": ("float32", False, True),
 }
 
 
-def measure(policy: str, flags: list[str], jit_compile: bool | str, crop: int, batch: int, steps: int,
-            warmup: int) -> dict:
+def measure(policy: str, gradient_checkpointing: bool, jit_compile: bool | str, crop: int, batch: int,
+            steps: int, warmup: int) -> dict:
     """Runs in the child: build, compile, train ``warmup`` steps untimed, then ``steps`` timed."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from training.config import parse_args
     from training.datasets import get_dataset, make_pipeline
     from training.losses import make_loss
     from training.model import build_deeplab
 
-    config = parse_args(["--crop-size", str(crop), "--batch-size", str(batch), *flags])
     keras.mixed_precision.set_global_policy(policy)
     dataset = get_dataset("kvasir", split="train")
     data = iter(make_pipeline(dataset, crop, batch, augment=True, repeat=True, seed=0, max_side=512))
     model = build_deeplab(dataset.num_classes, input_size=(crop, crop),
-                          gradient_checkpointing=config.gradient_checkpointing)
+                          gradient_checkpointing=gradient_checkpointing)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=make_loss("dice_focal"),
                   jit_compile=jit_compile)
     batches = [next(data) for _ in range(warmup + steps)]
@@ -67,8 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        policy, flags, jit_compile = json.loads(args.child)
-        print(json.dumps(measure(policy, flags, jit_compile, args.crop, args.batch, args.steps, args.warmup)))
+        policy, gradient_checkpointing, jit_compile = json.loads(args.child)
+        result = measure(policy, gradient_checkpointing, jit_compile, args.crop, args.batch, args.steps, args.warmup)
+        print(json.dumps(result))
         return
     results = {}
     for name, configuration in CONFIGURATIONS.items():
