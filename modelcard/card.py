@@ -68,6 +68,14 @@ class Resize(_Strict):
     interpolation: Literal["bilinear"] = "bilinear"
 
 
+class Exposure(_Strict):
+    """Every image's mean brightness brought to the training images' by one gamma, before the
+    network sees it (``modelcard.exposure``); the image endpoints do it, as evaluation did."""
+
+    method: Literal["gamma-to-mean"] = "gamma-to-mean"
+    target_mean: float = Field(gt=0, lt=255)
+
+
 class InputSpec(_Strict):
     name: str = Field(min_length=1)
     dtype: Literal["uint8"]
@@ -79,6 +87,7 @@ class InputSpec(_Strict):
     batch: Literal["dynamic"]
     normalisation: Normalisation
     resize: Resize = Resize()
+    exposure: Exposure | None = None
 
 
 class OutputSpec(_Strict):
@@ -229,6 +238,11 @@ class ModelCard(_Open):
     def crf_preset(self) -> str | None:
         """The CRF preset measured best for this model, if the card records one."""
         return self.crf.preset if self.crf is not None else None
+
+    @property
+    def exposure_target_mean(self) -> float | None:
+        """The mean brightness images are normalised to before the network, if the card asks."""
+        return self.input.exposure.target_mean if self.input.exposure is not None else None
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -5,7 +5,7 @@ random-scale-and-crop training pipeline), centred and padded with mid-grey, the 
 training pipeline pads with (0 after normalisation). Black padding shifts the ASPP image-pooling
 branch's global average and cost CamVid ~0.1 mIoU. The way back is one function, ``restore``,
 used by evaluation and by the service alike, so the card's scores measure what ``/segment`` serves;
-the card names the rule (``input.resize``, ``outputs.restore``). Plain NumPy + Pillow.
+the card names the rule (``input.resize``, ``input.exposure``, ``outputs.restore``). Plain NumPy + Pillow.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
+
+from modelcard.exposure import normalise_exposure
 
 PAD_VALUE = 128  # uint8 mid-grey: 0.004 after x / 127.5 - 1, the training pipeline's fill
 RestoreMode = Literal["labels-nearest", "probabilities-bilinear"]
@@ -31,10 +33,11 @@ class Placement:
     width: int
 
 
-def letterbox(image: np.ndarray | Image.Image, size: tuple[int, int],
-              pad_value: int = PAD_VALUE) -> tuple[np.ndarray, Placement]:
+def letterbox(image: np.ndarray | Image.Image, size: tuple[int, int], pad_value: int = PAD_VALUE,
+              exposure_target_mean: float | None = None) -> tuple[np.ndarray, Placement]:
     """uint8 HxWx3 (or an RGB PIL image) -> uint8 ``size``x3 (bilinear scale, ``pad_value`` padding)
-    and where the image went."""
+    and where the image went. With a target (the card's ``input.exposure``) the scaled image is
+    exposure-normalised first (``modelcard.exposure``), the padding never."""
     picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
     target_height, target_width = size
     width, height = picture.size
@@ -42,6 +45,8 @@ def letterbox(image: np.ndarray | Image.Image, size: tuple[int, int],
     scaled_height = max(1, min(target_height, round(height * scale)))
     scaled_width = max(1, min(target_width, round(width * scale)))
     scaled = np.asarray(picture.resize((scaled_width, scaled_height), Image.BILINEAR))
+    if exposure_target_mean is not None:
+        scaled = normalise_exposure(scaled, exposure_target_mean)
     top, left = (target_height - scaled_height) // 2, (target_width - scaled_width) // 2
     canvas = np.full((target_height, target_width, 3), pad_value, dtype=np.uint8)
     canvas[top:top + scaled_height, left:left + scaled_width] = scaled

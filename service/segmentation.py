@@ -119,7 +119,7 @@ def _prepare(data: bytes, card: ModelCard, max_image_pixels: int, keep_image: bo
     with timings.measure("decode"):
         image = decode_image(data, max_image_pixels)
     with timings.measure("preprocess"):
-        canvas, placement = letterbox(image, card.input_size, card.input.resize.pad_value)
+        canvas, placement = letterbox(image, card.input_size, card.input.resize.pad_value, card.exposure_target_mean)
     return _Prepared((image.height, image.width), canvas, placement, image if keep_image else None)
 
 

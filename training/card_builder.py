@@ -18,6 +18,7 @@ from modelcard.card import (
     PROBABILITIES_NAME,
     SCHEMA_VERSION,
     TASK,
+    Exposure,
     ModelCard,
     ModelCardError,
     Resize,
@@ -72,7 +73,9 @@ def build_card(*, name: str, description: str, config: dict, input_size: tuple[i
                   "height": height, "width": width, "channels": 3, "batch": "dynamic",
                   "normalisation": {"in_graph": True, "formula": NORMALISATION_FORMULA,
                                     "range": [-1, 1]},
-                  "resize": Resize().model_dump()},
+                  "resize": Resize().model_dump(),
+                  **({"exposure": Exposure(target_mean=config["exposure_target_mean"]).model_dump()}
+                     if config.get("exposure_target_mean") is not None else {})},
         "outputs": {"probabilities": {"name": PROBABILITIES_NAME, "dtype": "float32", "layout": "NHWC"},
                     "labels": {"name": LABELS_NAME, "dtype": "uint8", "layout": "NHW"},
                     "restore": DEFAULT_RESTORE},

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 KEPT = ("split", "dataset", "images", "mean_iou", "dice", "pixel_accuracy", "per_class_iou",
-        "input_size", "resolution", "resize", "pad_value", "restore", "command")
+        "input_size", "resolution", "resize", "pad_value", "exposure_target_mean", "restore", "command")
 
 
 def summary(scores: dict) -> dict:

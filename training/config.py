@@ -48,6 +48,9 @@ class TrainConfig:
     color_jitter: float = 0.0
     # training.datasets.photometric.AppearanceConfig fields, e.g. { gamma = 0.4, jpeg = 0.3 }.
     appearance: dict = field(default_factory=dict)
+    # Bring every image's mean brightness to the training split's (modelcard.exposure), in training
+    # and, through the card's input.exposure, wherever the exported model is served.
+    normalise_exposure: bool = False
     cache: bool = True
     # Off TensorFlow (the JAX backend on a GPU host): how many loaders make batches ahead (0: up
     # to 8), and whether they are processes. Augmentation holds the GIL for most of its ~20 ms per

@@ -6,10 +6,10 @@
         [--split val] [--limit N] [--output out.json]
 
 Each image goes the service's way (``modelcard.geometry``): letterboxed into the model input
-(aspect ratio kept, the card's padding), and the answer cropped back and restored to the original
-image size by the card's restore rule (``--restore`` overrides it; a checkpoint uses the export's
-default), then compared with the original-resolution mask. Ignored pixels (255 in loaded masks,
-e.g. CamVid's void) are left out.
+(aspect ratio kept, the card's padding and exposure normalisation), and the answer cropped back
+and restored to the original image size by the card's restore rule (``--restore`` overrides it; a
+checkpoint uses the export's default), then compared with the original-resolution mask. Ignored
+pixels (255 in loaded masks, e.g. CamVid's void) are left out.
 
 A checkpoint runs through the same uint8 inference graph that is exported, so it and its ONNX
 export score the same; by default it is evaluated at the export size (512) and the JSON goes to
@@ -58,11 +58,12 @@ class Target:
     test_time_flips: list[str] = field(default_factory=list)
     restore: RestoreMode = DEFAULT_RESTORE
     pad_value: int = PAD_VALUE
+    exposure_target_mean: float | None = None  # the card's input.exposure (a run's normalise_exposure)
 
 
 def predict_labels(target: Target, image: np.ndarray) -> np.ndarray:
     """uint8 HxW class ids for a uint8 HxWx3 image, at the image's own resolution, as served."""
-    batch, placement = letterbox(image, target.input_size, target.pad_value)
+    batch, placement = letterbox(image, target.input_size, target.pad_value, target.exposure_target_mean)
     probabilities, labels = target.runner(batch[None])
     return restore(target.restore, image.shape[:2], crop(labels[0], placement), crop(probabilities[0], placement))[0]
 
@@ -92,6 +93,7 @@ def evaluate(target: Target, dataset: SegmentationDataset, limit: int | None = N
         "test_time_flips": sorted(target.test_time_flips),
         "resize": "letterbox",
         "pad_value": target.pad_value,
+        "exposure_target_mean": target.exposure_target_mean,
         "restore": target.restore,
         "resolution": "original",
         "classes": list(dataset.classes),
@@ -121,7 +123,8 @@ def checkpoint_target(path: Path, input_size: int, inference_scale: float = 1.0,
                   {"source": {"kind": "checkpoint", "path": str(checkpoint.weights_path)},
                    "weights_sha256": sha256_file(checkpoint.weights_path)},
                   run_dir=checkpoint.run_dir, inference_scale=inference_scale,
-                  test_time_flips=list(test_time_flips))
+                  test_time_flips=list(test_time_flips),
+                  exposure_target_mean=checkpoint.config.get("exposure_target_mean"))
 
 
 def onnx_target(path: Path, card_path: Path | None) -> Target:
@@ -141,6 +144,7 @@ def onnx_target(path: Path, card_path: Path | None) -> Target:
         target.inference_scale = card.architecture.inference_scale
         target.test_time_flips = card.architecture.test_time_flips
         target.restore, target.pad_value = card.outputs.restore, card.input.resize.pad_value
+        target.exposure_target_mean = card.exposure_target_mean
     return target
 
 

@@ -95,8 +95,8 @@ def export_command(args: argparse.Namespace) -> str:
 def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int, inference_scale: float,
                      flips: list[str]) -> dict | None:
     """The evaluation JSON at ``path`` if it was computed on these weights, at this input size,
-    inference scale and test-time flips (the graph that is being exported), restored to the
-    original size by the rule the card will name."""
+    inference scale and test-time flips (the graph that is being exported), with the run's exposure
+    normalisation, restored to the original size by the rule the card will name."""
     if not path.is_file():
         print(f"note: no evaluation at {path}; the card's metrics stay null "
               "(run python -m training.evaluate first)", flush=True)
@@ -106,9 +106,10 @@ def matching_metrics(path: Path, checkpoint: Checkpoint, input_size: int, infere
     if (metrics.get("weights_sha256") != weights_sha256 or metrics.get("input_size") != [input_size, input_size]
             or metrics.get("inference_scale", 1.0) != inference_scale
             or sorted(metrics.get("test_time_flips", [])) != sorted(flips)
-            or metrics.get("restore", "probabilities-bilinear") != DEFAULT_RESTORE):
+            or metrics.get("restore", "probabilities-bilinear") != DEFAULT_RESTORE
+            or metrics.get("exposure_target_mean") != checkpoint.config.get("exposure_target_mean")):
         print(f"warning: {path} was computed on other weights, another input size, inference scale, "
-              "test-time flips or restore rule; the card's metrics stay null", flush=True)
+              "test-time flips, restore rule or exposure normalisation; the card's metrics stay null", flush=True)
         return None
     return metrics
 

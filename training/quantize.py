@@ -37,7 +37,7 @@ def calibration_images(card: ModelCard, count: int) -> np.ndarray:
     dataset = get_dataset(card.training.dataset, root=card.training.data_root, split=card.training.split)
     picks = np.linspace(0, len(dataset.samples) - 1, num=min(count, len(dataset.samples))).round().astype(int)
     return np.stack([letterbox(dataset.load_image(dataset.samples[index].image_path), card.input_size,
-                               card.input.resize.pad_value)[0]
+                               card.input.resize.pad_value, card.exposure_target_mean)[0]
                      for index in picks])
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from modelcard.card import sha256_file
 from training.checkpoint import FOLDED_BATCHNORM, STATE_FILE, epochs_done, record_stage, resolve_checkpoint
 from training.config import TrainConfig, parse_args
-from training.datasets import class_pixel_counts, get_dataset
+from training.datasets import class_pixel_counts, get_dataset, split_mean_brightness
 from training.datasets.augment import AugmentConfig
 from training.datasets.photometric import AppearanceConfig
 from training.distribute import make_strategy, patch_keras_for_multiworker, worker_role
@@ -99,6 +99,18 @@ def _resolve_class_info(config: TrainConfig, dataset, run_dir: Path) -> dict:
     return info
 
 
+def _resolve_exposure_target(config: TrainConfig, dataset, run_dir: Path) -> dict:
+    """The training images' mean brightness when the run normalises exposure, cached per run."""
+    if not config.normalise_exposure:
+        return {}
+    cache = run_dir / "exposure.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    target = {"exposure_target_mean": round(split_mean_brightness(dataset), 2)}
+    cache.write_text(json.dumps(target))
+    return target
+
+
 def _best_so_far(run_dir: Path, monitor: str) -> float | None:
     """Best ``monitor`` value in earlier epochs of this run, so a resumed run keeps a better
     ``best.weights.h5`` from before the interruption instead of overwriting it."""
@@ -129,7 +141,8 @@ def _input_pipelines(config: TrainConfig, train_set, val_set, global_batch: int,
                                    repeat=True, seed=config.seed, max_side=config.max_side,
                                    cache=config.cache, augment_config=augmentation)
         val_data = make_pipeline(val_set, config.crop_size, global_batch, augment=False, shuffle=False,
-                                 repeat=True, seed=config.seed, max_side=config.max_side, cache=config.cache)
+                                 repeat=True, seed=config.seed, max_side=config.max_side, cache=config.cache,
+                                 augment_config=augmentation)
         return train_data, val_data
     from training.datasets import SegmentationBatches
 
@@ -138,7 +151,8 @@ def _input_pipelines(config: TrainConfig, train_set, val_set, global_batch: int,
                                      first_batch=first_batch, workers=config.loader_workers,
                                      processes=config.loader_processes)
     val_data = SegmentationBatches(val_set, config.crop_size, global_batch, augment=False,
-                                   max_side=config.max_side, cache=config.cache, workers=config.loader_workers,
+                                   max_side=config.max_side, cache=config.cache, augment_config=augmentation,
+                                   workers=config.loader_workers,
                                    processes=config.loader_processes)
     return train_data, val_data
 
@@ -155,7 +169,7 @@ def train(config: TrainConfig) -> dict:
 
     train_set = get_dataset(config.dataset, root=config.data_root, split=config.train_split)
     val_set = get_dataset(config.dataset, root=config.data_root, split=config.val_split)
-    info = _resolve_class_info(config, train_set, run_dir)
+    info = {**_resolve_class_info(config, train_set, run_dir), **_resolve_exposure_target(config, train_set, run_dir)}
     # Fine-tuning starts from another run's weights; its saved optimizer state is not loaded (the
     # model is not compiled yet), so this run gets a fresh optimizer and schedule.
     parent = resolve_checkpoint(config.init_weights) if config.init_weights else None
@@ -177,7 +191,8 @@ def train(config: TrainConfig) -> dict:
     augmentation = AugmentConfig(scale_range=tuple(config.scale_range),
                                  max_rotation_degrees=config.max_rotation_degrees,
                                  vertical_flip=config.vertical_flip, color_jitter=config.color_jitter,
-                                 appearance=AppearanceConfig(**config.appearance))
+                                 appearance=AppearanceConfig(**config.appearance),
+                                 exposure_target_mean=info.get("exposure_target_mean"))
     initial_epoch = epochs_done(run_dir) if (run_dir / "last.weights.h5").is_file() else 0
     train_data, val_data = _input_pipelines(config, train_set, val_set, global_batch, augmentation,
                                             first_batch=initial_epoch * steps_per_epoch)

@@ -188,6 +188,22 @@ def test_letterbox_keeps_aspect_and_pads_with_ignore():
     assert agreement(out_image, out_mask) > 0.99
 
 
+def test_exposure_normalisation_brightens_a_dark_pair_the_same_way_in_training_and_validation():
+    image, mask = drawn_pair()
+    dark = (image * 0.3).astype(np.float32)  # every colour a third as bright: an under-exposed camera
+    target = 110.0
+    config = AugmentConfig(scale_range=(1.0, 1.0), max_rotation_degrees=0, horizontal_flip=False,
+                           exposure_target_mean=target)
+    trained, trained_mask = augment(dark, mask, np.random.default_rng(0), (96, 128), config)
+    plain, plain_mask = augment(dark, mask, np.random.default_rng(0), (96, 128),
+                                AugmentConfig(scale_range=(1.0, 1.0), max_rotation_degrees=0, horizontal_flip=False))
+    np.testing.assert_array_equal(trained_mask, plain_mask)  # the mask never changes
+    assert trained.mean() > plain.mean() + 20
+    validated, validated_mask = letterbox_pair(dark, mask, (96, 128), exposure_target_mean=target)
+    np.testing.assert_array_equal(validated_mask, mask)
+    assert np.abs(validated - trained).max() <= 1.0  # uint8 table vs float power: rounding only
+
+
 def test_bad_augment_config_is_rejected():
     with pytest.raises(ValueError, match="scale_range"):
         AugmentConfig(scale_range=(2.0, 0.5))

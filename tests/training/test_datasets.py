@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.support.images import save_gray, save_rgb
-from training.datasets import IGNORE_INDEX, class_pixel_counts, get_dataset
+from training.datasets import IGNORE_INDEX, class_pixel_counts, get_dataset, split_mean_brightness
 
 
 @pytest.mark.parametrize(
@@ -73,6 +73,15 @@ def test_class_pixel_counts_skip_ignore(folder_root):
     counts = class_pixel_counts(get_dataset("folder", root=folder_root))
     # per image: row 0 ignored, 15 rows x 12 columns of class 0 and of class 2
     np.testing.assert_array_equal(counts, [2 * 180, 0, 2 * 180])
+
+
+def test_split_mean_brightness_is_the_mean_of_the_training_images_own_means(folder_root):
+    from modelcard.exposure import mean_brightness
+
+    dataset = get_dataset("folder", root=folder_root)
+    expected = np.mean([mean_brightness(dataset.load_image(sample.image_path)) for sample in dataset.samples])
+    assert split_mean_brightness(dataset) == pytest.approx(expected)
+    assert len(dataset.samples) == 2 and 0 < expected < 255
 
 
 def test_missing_root_names_it(tmp_path):

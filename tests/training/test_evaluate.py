@@ -54,6 +54,29 @@ def test_predicted_masks_come_back_at_each_images_own_size_by_either_restore_rul
             assert labels.shape == image.shape[:2] and labels.dtype == np.uint8
 
 
+def test_a_card_that_names_exposure_normalisation_is_evaluated_through_it(onnx_path, tmp_path):
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    card["input"]["exposure"] = {"method": "gamma-to-mean", "target_mean": 150.0}
+    card_path = tmp_path / "tiny.json"
+    card_path.write_text(json.dumps(card))
+    shutil.copy2(onnx_path, tmp_path / "tiny.onnx")
+    target = evaluate.onnx_target(tmp_path / "tiny.onnx", card_path)
+    assert target.exposure_target_mean == 150.0
+    plain_runner, fed = target.runner, []
+
+    def recording_runner(batch):
+        fed.append(batch)
+        return plain_runner(batch)
+
+    target.runner = recording_runner
+    dataset = get_dataset("kvasir", split="val")
+    image = dataset.load_image(dataset.samples[0].image_path)
+    evaluate.predict_labels(target, image)
+    expected, _ = letterbox(image, target.input_size, target.pad_value, exposure_target_mean=150.0)
+    np.testing.assert_array_equal(fed[0][0], expected)
+    assert not np.array_equal(expected, letterbox(image, target.input_size, target.pad_value)[0])
+
+
 @pytest.mark.usefixtures("real_data_root")
 @pytest.mark.parametrize("size", [(256, 256), (128, 320)])
 def test_letterbox_keeps_aspect_ratio_and_maps_a_mask_back_onto_its_pixels(size):

@@ -138,12 +138,26 @@ def _edit(path: Path, change) -> None:
     (lambda card: card["input"].update(dtype="float32"), "field 'input.dtype'"),
     (lambda card: card["classes"][1].update(id=5), "classes[1].id is 5"),
     (lambda card: card["classes"][0].update(color=[0, 0, 300]), "not RGB"),
+    (lambda card: card["input"].update(exposure={"target_mean": 300}), "field 'input.exposure.target_mean'"),
 ])
 def test_load_card_names_the_file_and_the_bad_field(card_copy, change, message):
     _edit(card_copy, change)
     with pytest.raises(ModelCardError) as error:
         load_card(card_copy)
     assert str(card_copy) in str(error.value) and message in str(error.value)
+
+
+def test_card_of_a_run_that_normalised_exposure_names_its_target(tiny_kvasir_export, tiny_kvasir_run):
+    from training.card_builder import build_card
+
+    exported = load_card(tiny_kvasir_export["card"])
+    config = json.loads((tiny_kvasir_run / "config.json").read_text())
+    card = build_card(name="tiny", description="", config={**config, "exposure_target_mean": 101.5},
+                      input_size=exported.input_size, files={"onnx": tiny_kvasir_export["files"]["onnx"]},
+                      parity={}, metrics=None, checkpoint_path=tiny_kvasir_run / "best.weights.h5", reproduce="")
+    assert card.exposure_target_mean == 101.5
+    assert card.to_json()["input"]["exposure"] == {"method": "gamma-to-mean", "target_mean": 101.5}
+    assert exported.exposure_target_mean is None and "exposure" not in exported.to_json()["input"]
 
 
 def test_card_written_before_inference_scale_reads_as_scale_1_and_passes_on_unchanged(card_copy):
@@ -180,8 +194,8 @@ def test_parity_check_fails_loudly_outside_tolerance():
         parity.check("tflite_fp16", result)
 
 
-def test_export_metrics_are_used_only_for_the_same_weights_size_scale_flips_and_restore(tiny_kvasir_run, tmp_path,
-                                                                                        capsys):
+def test_export_metrics_are_used_only_for_the_same_weights_size_scale_flips_restore_and_exposure(
+        tiny_kvasir_run, tmp_path, capsys):
     from training.checkpoint import resolve_checkpoint
     from training.export import matching_metrics
 
@@ -191,10 +205,13 @@ def test_export_metrics_are_used_only_for_the_same_weights_size_scale_flips_and_
     assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 512, 1.0, []) is None
     assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.5, []) is None
     assert matching_metrics(tiny_kvasir_run / "eval_val.json", checkpoint, 96, 1.0, ["horizontal"]) is None
-    assert "inference scale, test-time flips or restore rule" in capsys.readouterr().out
+    assert "test-time flips, restore rule or exposure normalisation" in capsys.readouterr().out
     bilinear = tmp_path / "bilinear.json"
     bilinear.write_text(json.dumps({**evaluation, "restore": "probabilities-bilinear"}))
     assert matching_metrics(bilinear, checkpoint, 96, 1.0, []) is None  # the card names labels-nearest
+    normalised = tmp_path / "normalised.json"
+    normalised.write_text(json.dumps({**evaluation, "exposure_target_mean": 110.0}))
+    assert matching_metrics(normalised, checkpoint, 96, 1.0, []) is None  # the run did not normalise
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**evaluation, "weights_sha256": "0" * 64}))
     assert matching_metrics(other, checkpoint, 96, 1.0, []) is None

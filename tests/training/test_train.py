@@ -78,16 +78,20 @@ def test_few_steps_on_real_images_lower_the_loss_and_resume(tmp_path):
     record_stage(run_dir, {**parse_args(common + ["--epochs", "4"]).to_dict(), "max_minutes": 5.0}, from_epoch=4)
     assert resolve_checkpoint(run_dir).training_commands == [f"{first_stage} --stop-after-epoch 3", second_stage]
 
-    # A fine-tuning run at a larger crop starts from this run's best weights. At learning rate 0
-    # its convolution kernels stay exactly the loaded ones (only BN statistics move), and its
-    # reproduce commands are the parent's followed by its own.
+    # A fine-tuning run at a larger crop, normalising exposure, starts from this run's best
+    # weights. At learning rate 0 its convolution kernels stay exactly the loaded ones (only BN
+    # statistics move), and its reproduce commands are the parent's followed by its own.
     fine_tune_args = SMALL_RUN + ["--checkpoint-dir", str(tmp_path), "--run-name", "tiny-ft", "--init-weights",
                                   str(run_dir), "--crop-size", "96", "--epochs", "1", "--steps-per-epoch", "1",
-                                  "--learning-rate", "0", "--final-learning-rate", "0"]
+                                  "--learning-rate", "0", "--final-learning-rate", "0", "--normalise-exposure", "true"]
     fine_tune = _run_training(fine_tune_args)
     assert fine_tune.returncode == 0, fine_tune.stderr[-3000:]
     parent, child = resolve_checkpoint(run_dir), resolve_checkpoint(tmp_path / "tiny-ft" / "last.weights.h5")
     assert child.config["init_weights_sha256"] == sha256_file(parent.weights_path)
+    # The target the card will name: Kvasir train's mean brightness (about 95), cached for resuming.
+    cached = json.loads((tmp_path / "tiny-ft" / "exposure.json").read_text())
+    assert child.config["exposure_target_mean"] == cached["exposure_target_mean"]
+    assert 80 < cached["exposure_target_mean"] < 110 and "exposure_target_mean" not in parent.config
     kernels = _kernels(parent)
     assert len(kernels) > 50 and kernels == _kernels(child)
     assert child.training_commands == [*parent.training_commands, train_command(parse_args(fine_tune_args).to_dict())]

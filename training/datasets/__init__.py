@@ -8,7 +8,7 @@ import Keras/TensorFlow, so they are imported on first use.
 
 from .base import IGNORE_INDEX, Sample, SegmentationDataset, data_root
 from .registry import READERS, get_dataset
-from .statistics import class_pixel_counts
+from .statistics import class_pixel_counts, split_mean_brightness
 
 __all__ = [
     "IGNORE_INDEX",
@@ -20,6 +20,7 @@ __all__ = [
     "data_root",
     "get_dataset",
     "make_pipeline",
+    "split_mean_brightness",
 ]
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from modelcard.exposure import normalise_exposure
 from modelcard.geometry import letterbox
 
 from .base import IGNORE_INDEX
@@ -40,6 +41,9 @@ class AugmentConfig:
     color_jitter: float = 0.0
     # Exposure, white balance, blur, noise, JPEG, highlights (training.datasets.photometric).
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
+    # The training images' mean brightness when the run normalises exposure (modelcard.exposure):
+    # every image is brought to it after the colour shifts, as the service does to what it is sent.
+    exposure_target_mean: float | None = None
 
     def __post_init__(self) -> None:
         low, high = self.scale_range
@@ -182,13 +186,16 @@ def augment(
     crop_size: int | tuple[int, int],
     config: AugmentConfig = AugmentConfig(),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One random scale/rotate/flip/crop (and colour jitter, appearance shift) of an (image, mask)
-    pair. Without appearance shift the random draws are those of earlier versions."""
+    """One random scale/rotate/flip/crop (and colour jitter, appearance shift, exposure
+    normalisation) of an (image, mask) pair. Without appearance shift the random draws are those
+    of earlier versions."""
     transform = random_transform(rng, mask.shape[:2], crop_size, config)
     if config.color_jitter:
         image = jitter_colours(image, rng, config.color_jitter)
     if config.appearance.enabled:
         image = random_colour(image, rng, config.appearance)
+    if config.exposure_target_mean is not None:
+        image = normalise_exposure(np.asarray(image, np.float32), config.exposure_target_mean)
     image, mask = apply_transform(image, mask, transform, crop_size)
     if config.appearance.enabled:
         image = random_degradation(image, rng, config.appearance)
@@ -196,11 +203,14 @@ def augment(
 
 
 def letterbox_pair(
-    image: np.ndarray, mask: np.ndarray, crop_size: int | tuple[int, int]
+    image: np.ndarray, mask: np.ndarray, crop_size: int | tuple[int, int],
+    exposure_target_mean: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic eval view: the image letterboxed exactly as evaluation and the service do it
-    (`modelcard.geometry`), the mask resized (nearest) into the same place, padding ignored."""
-    canvas, placement = letterbox(np.asarray(image, np.uint8), crop_shape(crop_size))
+    """Deterministic eval view: the image letterboxed (and exposure-normalised when a target is
+    given) exactly as evaluation and the service do it (`modelcard.geometry`), the mask resized
+    (nearest) into the same place, padding ignored."""
+    canvas, placement = letterbox(np.asarray(image, np.uint8), crop_shape(crop_size),
+                                  exposure_target_mean=exposure_target_mean)
     resized_mask = Image.fromarray(np.asarray(mask, np.uint8)).resize(
         (placement.width, placement.height), Image.Resampling.NEAREST
     )

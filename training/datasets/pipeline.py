@@ -34,7 +34,7 @@ def prepare_pair(
     """One pair -> (float32 [h,w,3] in [-1,1], uint8 class ids [h,w]): a random augmentation
     drawn from `rng`, or the deterministic letterbox when `rng` is None."""
     if rng is None:
-        image, mask = letterbox_pair(image, mask, crop_size)
+        image, mask = letterbox_pair(image, mask, crop_size, augment_config.exposure_target_mean)
     else:
         image, mask = augment(image, mask, rng, crop_size, augment_config)
     return normalise(image), mask
