@@ -11,6 +11,7 @@ from training.losses import (
     class_weights_from_counts,
     dice_loss,
     focal_loss,
+    lovasz_softmax_loss,
     make_loss,
     weighted_cross_entropy,
 )
@@ -58,7 +59,7 @@ def test_ignored_pixels_contribute_nothing():
     """An all-zero one-hot row (ignore label) changes no loss, whatever is predicted there."""
     y_true = np.concatenate([Y_TRUE, np.zeros((1, 1, 1, 2), np.float32)], axis=2)
     probs = np.concatenate([PROBS, np.array([[[[0.01, 0.99]]]], np.float32)], axis=2)
-    for loss in (dice_loss, focal_loss, lambda t, p: weighted_cross_entropy(t, p, [1.0, 2.0])):
+    for loss in (dice_loss, focal_loss, lovasz_softmax_loss, lambda t, p: weighted_cross_entropy(t, p, [1.0, 2.0])):
         assert _value(loss(y_true, _logits_for(probs))) == pytest.approx(_value(loss(Y_TRUE, _logits_for(PROBS))),
                                                                         rel=1e-5)
 
@@ -73,6 +74,26 @@ def test_class_ids_give_the_same_losses_as_one_hot_labels():
     for loss in losses:
         assert _value(loss(ids, _logits_for(probs))) == pytest.approx(_value(loss(y_true, _logits_for(probs))),
                                                                      rel=1e-6)
+
+
+def test_lovasz_of_hard_predictions_is_one_minus_the_mean_iou_over_present_classes():
+    """The Lovász extension equals the set function on hard (0/1) predictions: 1 - IoU per class."""
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, (2, 16, 16))
+    truth[truth == 3] = 2  # class 3 absent: left out of the mean
+    truth[0, 0] = 255  # ignored
+    predicted = np.where(rng.random(truth.shape) < 0.2, (truth + 1) % 3, truth)
+    predicted[truth == 255] = 0
+    logits = (np.eye(4)[predicted] * 100.0).astype(np.float32)
+    labelled = truth != 255
+    ious = [((truth == c) & (predicted == c)).sum() / (((truth == c) | (predicted == c)) & labelled).sum()
+            for c in range(3)]
+    assert _value(lovasz_softmax_loss(truth.astype(np.int32), logits)) == pytest.approx(1 - np.mean(ious), rel=1e-5)
+    # The training loss: weighted CE on every pixel plus Lovász on every 2nd row and column.
+    ids, soft = truth.astype(np.int32), logits / 30.0
+    expected = _value(weighted_cross_entropy(ids, soft, [1.0, 2.0, 1.0, 1.0])) + _value(
+        lovasz_softmax_loss(ids[:, ::2, ::2], soft[:, ::2, ::2]))
+    assert _value(make_loss("weighted_ce_lovasz", [1.0, 2.0, 1.0, 1.0])(ids, soft)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_perfect_prediction_has_near_zero_loss():
