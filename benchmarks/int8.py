@@ -16,11 +16,11 @@ from pathlib import Path
 from benchmarks.cli import parser_for
 from benchmarks.crf_quality import split_notes
 from benchmarks.load import LoadResult
-from benchmarks.machine import int8_instructions
 from benchmarks.raw import run_raw, session_for
 from modelcard.card import INT8_ROLE, ModelCard, load_card
 from modelcard.files import find_cards
 from modelcard.geometry import letterbox
+from service.backends.onnx import int8_instructions
 from training.datasets import get_dataset
 from training.evaluate import evaluate, onnx_target
 

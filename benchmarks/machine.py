@@ -7,6 +7,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from service.backends.onnx import int8_instructions
+
 
 def _cpu_model() -> str:
     cpuinfo = Path("/proc/cpuinfo")
@@ -24,17 +26,6 @@ def _memory_gib() -> float | None:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) / 2**20
     return None
-
-
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 dot-product instructions ONNX Runtime's INT8 kernels use
-
-
-def int8_instructions() -> list[str]:
-    """Which of INT8_FLAGS this CPU reports (empty: INT8 GEMMs fall back to slower AVX2/AVX-512 paths)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("flags")), []) if cpuinfo.is_file() else []
-    return [flag for flag in INT8_FLAGS if flag in flags]
 
 
 def competing_processes(pattern: str = r"training\.train|benchmarks\.training_speed|-m pytest") -> list[str]:

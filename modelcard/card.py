@@ -147,6 +147,9 @@ class Quantization(_Open):
     kept_fp32: list[str]
     parity_reference: str
     command: str
+    # Weights kept to 7 bits, so x86 CPUs without VNNI do not saturate (training/quantize.py). Cards written
+    # before the field existed hold full 8-bit weights: False.
+    reduce_range: bool = False
 
 
 class TrainingInfo(_Open):

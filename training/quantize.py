@@ -93,6 +93,7 @@ def add_int8_variant(card: ModelCard, calibration_count: int, keep_fp32: Sequenc
         "activations": "uint8, per tensor", "calibration": "MinMax",
         "calibration_images": len(images), "calibration_split": card.training.split,
         "kept_fp32": sorted(keep_fp32), "parity_reference": "onnx", "command": command,
+        "reduce_range": not full_range,
     }}
     data["export_parity"] = {**data["export_parity"], INT8_ROLE: result.as_dict()}
     return validate_card(data, str(card.path))

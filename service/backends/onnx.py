@@ -6,6 +6,10 @@ it past that. `arena_shrinkage` (off by default) additionally hands growth back 
 for memory-tight hosts: measured, it costs ~25% CPU throughput (docs/benchmarks.md). The CUDA
 arena grows by exactly what is requested (`kSameAsRequested`), never to the next power of two.
 
+INT8 on x86: without VNNI, ONNX Runtime's kernels sum pairs of uint8 x int8 products in int16 with
+saturation, which full 8-bit weights overflow (measured -0.02 mIoU / Dice). `training.quantize` keeps weights
+to 7 bits by default; an INT8 file whose card says otherwise gets a warning at load on such a CPU.
+
 Threads on CPU: one run alone gets every core (latency), but runs side by side on one all-core
 session contend for the same threads, and each waits at every operator's parallel barrier. So a
 run that starts while another is in inference goes to a second session whose runs get a share of
@@ -14,8 +18,11 @@ the cores each (`--onnx.split-cores`): measured 1.07-1.19x the throughput at 8 c
 
 from __future__ import annotations
 
+import logging
 import os
+import platform
 import threading
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -26,6 +33,10 @@ from service.backends.base import Backend, InferenceResult, side_by_side
 from service.settings import BackendName, OnnxSettings
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 dot-product instructions ONNX Runtime's INT8 kernels use
+X86_MACHINES = {"x86_64", "amd64", "i386", "i686"}
+
+log = logging.getLogger(__name__)
 
 
 def session_options_for(options: OnnxSettings) -> ort.SessionOptions:
@@ -66,6 +77,8 @@ class OnnxBackend(Backend):
                 "cudnn_conv_algo_search": "HEURISTIC",
             }
             providers.insert(0, (CUDA_PROVIDER, cuda_options))
+        if precision == "int8" and not use_cuda and (warning := int8_saturation_warning(card)):
+            log.warning(warning)
         self._session = open_session(self._path, session_options, providers)
         if use_cuda and self._session.get_providers()[0] != CUDA_PROVIDER:
             raise RuntimeError(f"ONNX Runtime could not place {card.name} on CUDA device {options.cuda_device_id}")
@@ -147,6 +160,27 @@ class OnnxBackend(Backend):
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def int8_instructions() -> list[str]:
+    """Which of INT8_FLAGS this CPU reports (empty: INT8 GEMMs take the AVX2/AVX-512 paths)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("flags")), []) if cpuinfo.is_file() else []
+    return [flag for flag in INT8_FLAGS if flag in flags]
+
+
+def int8_saturation_warning(card: ModelCard) -> str | None:
+    """Why this x86 CPU will run `card`'s INT8 file less accurately than measured (full-range weights, no
+    VNNI), or None: the file keeps to 7 bits, the CPU has VNNI, or the CPU is not x86."""
+    recipe = card.quantization.get("onnx_int8")
+    if recipe is None or recipe.reduce_range or platform.machine().lower() not in X86_MACHINES:
+        return None
+    if int8_instructions() or not Path("/proc/cpuinfo").is_file():  # VNNI, or no way to tell: assume it is fine
+        return None
+    return (f"{card.name}: its INT8 file has full 8-bit weights and this CPU has no VNNI ({', '.join(INT8_FLAGS)}), "
+            "so ONNX Runtime's int16 pair sums saturate and accuracy drops (about 0.02 mIoU / Dice on the bundled "
+            f"models); re-quantize with 7-bit weights: python -m training.quantize --card {card.path}")
 
 
 def cuda_unavailable(card: ModelCard) -> str | None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import platform
 import shutil
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,8 +16,11 @@ from PIL import Image
 
 from modelcard.card import load_card
 from modelcard.geometry import crop, letterbox, resize_labels
+from service.backends import onnx as onnx_backend
 from service.imaging import decode_image
 from training.quantize import main as quantize_main
+
+ENGINES = Path(__file__).resolve().parents[2] / "engines"
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +52,24 @@ def test_the_service_serves_the_int8_file_when_asked(service_factory, int8_model
     labels = session.run([card.outputs.labels.name], {card.input.name: canvas[None]})[0][0]
     expected = resize_labels(crop(labels, placement), pixels.shape[:2])
     assert (served == expected).mean() > 0.9999, "the served mask is not the INT8 model's"
+
+
+def full_range_card(card, directory: Path):
+    """`card` as written before 7-bit weights (its INT8 recipe without `reduce_range`), loaded from `directory`."""
+    data = card.to_json()
+    data["quantization"]["onnx_int8"].pop("reduce_range")
+    path = directory / card.path.name
+    path.write_text(json.dumps(data))
+    return load_card(path)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in onnx_backend.X86_MACHINES, reason="the warning is x86's")
+def test_a_full_range_int8_file_on_a_cpu_without_vnni_is_warned_about(monkeypatch, tmp_path):
+    card = load_card(ENGINES / "polyp.json")
+    monkeypatch.setattr(onnx_backend, "int8_instructions", lambda: [])
+    assert onnx_backend.int8_saturation_warning(card) is None  # the bundled file keeps to 7 bits
+    old_card = full_range_card(card, tmp_path)
+    warning = onnx_backend.int8_saturation_warning(old_card)
+    assert warning and "no VNNI" in warning and f"--card {old_card.path}" in warning
+    monkeypatch.setattr(onnx_backend, "int8_instructions", lambda: ["avx512_vnni"])
+    assert onnx_backend.int8_saturation_warning(old_card) is None

@@ -56,7 +56,7 @@ def test_bundled_int8_weights_keep_to_7_bits_so_cpus_without_vnni_do_not_saturat
     assert weights, "no quantized weights found"
     largest = max(int(np.abs(weight.astype(np.int16)).max()) for weight in weights)
     assert largest <= REDUCED_WEIGHT_LIMIT, f"{name}: an int8 weight of {largest} overflows AVX2's int16 pairs"
-    assert "reduce_range" in card.quantization["onnx_int8"].weights
+    assert card.quantization["onnx_int8"].reduce_range and "7-bit" in card.quantization["onnx_int8"].weights
 
 
 def test_quantize_writes_the_variant_into_the_card_and_its_hash_is_checked(segmentation_model, tmp_path):
@@ -70,7 +70,7 @@ def test_quantize_writes_the_variant_into_the_card_and_its_hash_is_checked(segme
     assert int8_path.name == f"{Path(card.files.onnx).stem}.int8.onnx"
     recipe = card.quantization["onnx_int8"]
     assert recipe.calibration_images == 2 and recipe.kept_fp32 == ["Softmax"] and recipe.format == "QDQ"
-    assert "--keep-fp32 Softmax" in recipe.command and "--full-range" not in recipe.command
+    assert "--keep-fp32 Softmax" in recipe.command and "--full-range" not in recipe.command and recipe.reduce_range
     assert max(int(np.abs(weight.astype(np.int16)).max()) for weight in int8_weights(int8_path)) <= REDUCED_WEIGHT_LIMIT
     assert card.export_parity["onnx_int8"].label_agreement >= MIN_AGREEMENT
     assert card.to_json()["files"]["onnx"] == segmentation_model.files.onnx  # the FP32 entry is untouched
