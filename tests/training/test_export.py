@@ -326,4 +326,8 @@ def test_scaled_checkpoint_and_its_onnx_export_score_the_same(scaled_export):
     assert onnx_scores["inference_scale"] == 1.5 and onnx_scores["test_time_flips"] == ["horizontal"]
     checkpoint_confusion = np.array(scaled_export["evaluation"]["confusion_matrix"])
     onnx_confusion = np.array(onnx_scores["confusion_matrix"])
-    assert np.abs(checkpoint_confusion - onnx_confusion).sum() <= 1e-4 * onnx_confusion.sum()
+    # Each pixel whose label differs moves two cells by one. The bar is the export's own ONNX parity one
+    # (labels agree on >= 99.9 %): this untrained model sits near ties, where Keras and ONNX Runtime round
+    # apart by CPU (0.018 % of pixels on an AVX2-only EPYC); a wrong scale or flip moves far more.
+    moved_pixels = np.abs(checkpoint_confusion - onnx_confusion).sum() / 2
+    assert moved_pixels <= (1 - parity.TOLERANCES["onnx"][1]) * onnx_confusion.sum()
