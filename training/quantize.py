@@ -7,7 +7,7 @@ fastest), ranges calibrated (MinMax) on training images letterboxed exactly as t
 weights keep to 7 bits (`reduce_range`): x86 CPUs without VNNI (AVX2 only: most AMD before Zen 4, Intel before
 Cascade Lake) multiply uint8 x int8 pairs into int16 with saturation, and full 8-bit weights overflow it: measured
 on an AVX2-only EPYC, full-range files lost 0.018 mIoU (camvid) and 0.025 Dice (polyp) that way
-(docs/benchmarks.md). `--full-range` keeps 8 bits, for hosts known to have VNNI. The
+(docs/MODEL_CARD.md, "Why 7 bits"). `--full-range` keeps 8 bits, for hosts known to have VNNI. The
 file is written next to the card as `<name>.int8.onnx`; the card gains `files.onnx_int8` (+ sha256), a
 `quantization` section saying how it was made, and `export_parity.onnx_int8`: the INT8 file against the FP32
 one on the validation images every export is checked on (labels must agree on >= 97 % of pixels).
