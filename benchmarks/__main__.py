@@ -1,5 +1,8 @@
-"""python -m benchmarks [--quick]: the service vs a raw ONNX Runtime loop vs a naive server, batching on vs off,
-RLE/PNG/CRF costs, CRF accuracy per preset, INT8 vs FP32; prints the ratios and writes docs/benchmarks.md with plots."""
+"""python -m benchmarks [--quick]: every speed ratio of docs/benchmarks.md, measured side by side in one run.
+
+The service vs a raw ONNX Runtime loop (and the in-process pipeline, a server's ceiling) vs a naive server,
+batching on vs off, RLE/PNG/CRF costs, CRF accuracy per preset, INT8 vs FP32; prints the ratios and writes
+docs/benchmarks.md with plots."""
 
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from benchmarks import codecs, crf_quality, int8, procfs
 from benchmarks.load import LoadResult, run_load
 from benchmarks.machine import competing_processes, describe
 from benchmarks.processes import PROJECT_ROOT, start
-from benchmarks.raw import run_raw, session_for
-from benchmarks.report import GOAL_CLIENTS, Results, summary_text, write_markdown
+from benchmarks.raw import run_in_process, run_raw, session_for
+from benchmarks.report import GOAL_CLIENTS, Interleaved, Results, summary_text, write_markdown
 from modelcard.card import ModelCard, load_card
 from modelcard.files import find_cards
 from modelcard.geometry import letterbox
@@ -116,32 +119,34 @@ def run_http(results: Results, name: str, module_args: list[str], ready_path: st
 
 def interleaved_rounds(server_url: str, card: ModelCard, session: ort.InferenceSession, canvases: list[np.ndarray],
                        bodies: list[bytes], clients_levels: list[int], args: argparse.Namespace,
-                       content_type: str = "image/jpeg") -> dict[int, tuple[LoadResult, LoadResult, list[float]]]:
-    """Per concurrency: rounds of the raw loop then the service, so a machine that speeds up or slows down during
-    the run moves both alike; (raw, service, service / raw per round)."""
+                       content_type: str = "image/jpeg") -> dict[int, Interleaved]:
+    """Per concurrency: rounds of the raw loop, the in-process pipeline, then the service."""
     measured = {}
     for clients in clients_levels:
-        raw_rounds, service_rounds = [], []
+        requests = requests_at(args, clients)
+        raw_rounds, in_process_rounds, service_rounds = [], [], []
         for _ in range(args.rounds):
-            raw_rounds.append(run_raw(session, card, canvases, clients, requests_at(args, clients)))
-            service_rounds.append(run_load(server_url, bodies, clients, requests_at(args, clients), card.name,
-                                           content_type=content_type))
-        measured[clients] = (LoadResult.combined(raw_rounds), LoadResult.combined(service_rounds),
-                             [s.throughput / r.throughput for s, r in zip(service_rounds, raw_rounds)])
+            raw_rounds.append(run_raw(session, card, canvases, clients, requests))
+            in_process_rounds.append(run_in_process(session, card, bodies, clients, requests))
+            service_rounds.append(run_load(server_url, bodies, clients, requests, card.name, content_type=content_type))
+        measured[clients] = Interleaved(
+            LoadResult.combined(raw_rounds), LoadResult.combined(in_process_rounds),
+            LoadResult.combined(service_rounds),
+            [service.throughput / raw.throughput for service, raw in zip(service_rounds, raw_rounds, strict=True)])
     return measured
 
 
 def run_service_against_raw(results: Results, card: ModelCard, session: ort.InferenceSession,
                             canvases: list[np.ndarray], bodies: list[bytes], content_type: str,
                             service_args: list[str], args: argparse.Namespace, log_dir: Path) -> None:
-    """The headline pair (one warm server throughout), then the same pair for every other bundled model at up to
-    8 clients, on that model's own validation images."""
+    """The headline rounds (one warm server throughout), then the same rounds for every other bundled model at up
+    to 8 clients, on that model's own validation images."""
     server = start("service", service_args, "/readyz", log_dir)
     try:
-        for clients, (raw, service, ratios) in interleaved_rounds(server.url, card, session, canvases, bodies,
-                                                                  args.clients, args, content_type).items():
-            results.round_ratios[clients] = ratios
-            for name, result in (("raw", raw), ("service", service)):
+        for clients, run in interleaved_rounds(server.url, card, session, canvases, bodies, args.clients, args,
+                                               content_type).items():
+            results.round_ratios[clients] = run.service_rounds
+            for name, result in (("raw", run.raw), ("in-process", run.in_process), ("service", run.service)):
                 results.load.setdefault(name, {})[clients] = result
                 print_run(name, result)
         if procfs.available():
@@ -155,9 +160,9 @@ def run_service_against_raw(results: Results, card: ModelCard, session: ort.Infe
             results.other_models[other.name] = interleaved_rounds(
                 server.url, other, session_for(other), other_canvases, [path.read_bytes() for path in paths],
                 [clients for clients in args.clients if clients <= GOAL_CLIENTS], args, content_type)
-            for clients, (raw, service, _) in results.other_models[other.name].items():
-                print_run(f"{other.name} raw", raw)
-                print_run(f"{other.name} service", service)
+            for run in results.other_models[other.name].values():
+                for name, result in (("raw", run.raw), ("in-process", run.in_process), ("service", run.service)):
+                    print_run(f"{other.name} {name}", result)
     finally:
         server.stop()
 

@@ -7,17 +7,12 @@ request: no queue, no batching, no limits, no metrics. What the service is measu
 from __future__ import annotations
 
 import argparse
-import io
 
-import numpy as np
 import uvicorn
 from fastapi import Body, FastAPI, Response
-from PIL import Image
 
-from benchmarks.raw import session_for
+from benchmarks.raw import segment_png, session_for
 from modelcard.card import load_card
-from modelcard.geometry import letterbox
-from service.encoding import encode_png
 
 
 def create_app(card_path: str) -> FastAPI:
@@ -32,12 +27,7 @@ def create_app(card_path: str) -> FastAPI:
     @app.post("/segment")
     def segment(data: bytes = Body(..., media_type="image/jpeg")) -> Response:
         """A plain blocking endpoint: FastAPI runs it in its thread pool, requests run side by side."""
-        image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        canvas, placement = letterbox(image, card.input_size)
-        labels = session.run([card.outputs.labels.name], {card.input.name: canvas[None]})[0][0]
-        crop = labels[placement.top:placement.top + placement.height, placement.left:placement.left + placement.width]
-        mask = np.asarray(Image.fromarray(crop).resize((image.shape[1], image.shape[0]), Image.Resampling.NEAREST))
-        return Response(encode_png(mask, card.palette), media_type="image/png")
+        return Response(segment_png(session, card, data), media_type="image/png")
 
     return app
 

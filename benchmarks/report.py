@@ -14,6 +14,21 @@ from benchmarks.codecs import Timing  # noqa: E402
 from benchmarks.load import LoadResult  # noqa: E402
 
 
+@dataclass(frozen=True)
+class Interleaved:
+    """One model at one concurrency: the raw loop, the in-process pipeline and the service, one after another in
+    every round (so a machine that speeds up or slows down moves all three alike), each summed over the rounds."""
+
+    raw: LoadResult
+    in_process: LoadResult
+    service: LoadResult
+    service_rounds: list[float]  # service / raw, per round
+
+    def ratio(self, system: str) -> float:
+        """`system` ("service" or "in-process") / raw throughput."""
+        return {"service": self.service, "in-process": self.in_process}[system].throughput / self.raw.throughput
+
+
 @dataclass
 class Results:
     model: str
@@ -21,15 +36,14 @@ class Results:
     images: int
     machine: dict[str, str]
     command: str
-    rounds: int = 1  # alternations of the raw loop and the service at each concurrency
+    rounds: int = 1  # alternations of the raw loop, the in-process pipeline and the service at each concurrency
     load: dict[str, dict[int, LoadResult]] = field(default_factory=dict)  # system -> clients -> result
     resident_mib: dict[str, float] = field(default_factory=dict)  # server system -> resident memory after its runs
     rle: list = field(default_factory=list)
     png: list = field(default_factory=list)
     crf: list[Timing] = field(default_factory=list)
     round_ratios: dict[int, list[float]] = field(default_factory=dict)  # clients -> service / raw, per round
-    # other bundled models: clients -> (raw, service, service / raw per round), interleaved like the headline pair
-    other_models: dict[str, dict[int, tuple[LoadResult, LoadResult, list[float]]]] = field(default_factory=dict)
+    other_models: dict[str, dict[int, Interleaved]] = field(default_factory=dict)  # interleaved like the headline
     crf_quality: list[str] = field(default_factory=list)  # benchmarks.crf_quality's table
     int8: list[str] = field(default_factory=list)  # benchmarks.int8's tables
     split_notes: list[str] = field(default_factory=list)  # val splits that are not disjoint from train
@@ -43,6 +57,7 @@ class Results:
 
 SYSTEMS = {  # key -> label, in plotting order
     "raw": "raw ONNX Runtime session.run loop",
+    "in-process": "in-process pipeline: decode, letterbox, run, map back, encode PNG; no HTTP",
     "service": "service (CPU defaults: batch 1, two batches in flight, cores split between them)",
     "service-unsplit": "service, two batches in flight on one all-core session",
     "service-serial": "service, one batch in flight",
@@ -50,7 +65,9 @@ SYSTEMS = {  # key -> label, in plotting order
     "service-shrink": "service, ONNX arena shrinkage on",
     "naive": "naive FastAPI reference server",
 }
-RATIOS = (("service", "raw", "service / raw ORT"), ("service-batched", "service", "batching on / off"),
+RATIOS = (("service", "raw", "service / raw ORT"),
+          ("in-process", "raw", "in-process pipeline / raw ORT (at 1 client, any server's ceiling)"),
+          ("service-batched", "service", "batching on / off"),
           ("service", "service-unsplit", "cores split between the batches in flight / one all-core session"),
           ("service-unsplit", "service-serial", "two batches in flight / one (one all-core session)"),
           ("service", "naive", "service / naive server"),
@@ -74,24 +91,27 @@ GOAL_CLIENTS = 8
 GOALS = {1: 0.97, GOAL_CLIENTS: 1.0}  # clients -> service / raw ORT throughput to reach, on every bundled model
 
 
-def model_ratios(results: Results) -> dict[str, dict[int, float]]:
-    """service / raw throughput per model and concurrency: the headline model and every other one."""
+def model_ratios(results: Results, system: str = "service") -> dict[str, dict[int, float]]:
+    """`system` / raw throughput per model and concurrency: the headline model and every other one."""
     ratios = {results.model: {clients: ratio for clients in results.load.get("raw", {})
-                              if (ratio := results.ratio("service", "raw", clients)) is not None}}
+                              if (ratio := results.ratio(system, "raw", clients)) is not None}}
     for model, runs in results.other_models.items():
-        ratios[model] = {clients: service.throughput / raw.throughput for clients, (raw, service, _) in runs.items()}
+        ratios[model] = {clients: run.ratio(system) for clients, run in runs.items()}
     return ratios
 
 
 def goal_line(results: Results) -> str:
+    """The verdict per goal, each model's ratio next to its in-process ceiling where that was measured."""
     parts = []
+    ceilings = model_ratios(results, "in-process")
     for clients, goal in GOALS.items():
         measured = {model: ratios[clients] for model, ratios in model_ratios(results).items() if clients in ratios}
         if not measured:
             parts.append(f"{clients} client(s): not measured in this run")
             continue
         verdict = "met" if all(ratio >= goal for ratio in measured.values()) else "NOT met"
-        values = ", ".join(f"{model} {ratio:.2f}x" for model, ratio in measured.items())
+        values = ", ".join(f"{model} {ratio:.2f}x" + (f" (ceiling {ceiling:.2f}x)" if (
+            ceiling := ceilings.get(model, {}).get(clients)) is not None else "") for model, ratio in measured.items())
         parts.append(f"service >= {goal:.2f}x raw ONNX Runtime at {clients} client(s): {values}, {verdict}")
     return "Goals: " + "; ".join(parts) + "."
 
@@ -118,15 +138,17 @@ def other_model_rows(results: Results) -> list[str]:
     """The service against the raw loop for every other bundled model (its own validation images)."""
     if not results.other_models:
         return []
-    lines = ["Every other bundled model, same server, on its own validation images (raw and service interleaved, "
-             f"{results.rounds} round(s) each):", "",
-             "| model | clients | raw img/s | service img/s | service / raw | each round | raw p50 ms "
-             "| service p50 ms |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["Every other bundled model, same server, on its own validation images (raw, in-process and service "
+             f"interleaved, {results.rounds} round(s) each):", "",
+             "| model | clients | raw img/s | service img/s | service / raw | each round | in-process / raw "
+             "| raw p50 ms | service p50 ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for model, runs in results.other_models.items():
-        for clients, (raw, service, rounds) in sorted(runs.items()):
+        for clients, run in sorted(runs.items()):
+            raw, service = run.raw, run.service
             lines.append(f"| {model} | {clients} | {raw.throughput:.2f} | {service.throughput:.2f} | "
-                         f"{service.throughput / raw.throughput:.2f}x | {', '.join(f'{r:.2f}' for r in rounds)} | "
+                         f"{run.ratio('service'):.2f}x | {', '.join(f'{r:.2f}' for r in run.service_rounds)} | "
+                         f"{run.ratio('in-process'):.2f}x | "
                          f"{raw.percentile_ms(50):.0f} | {service.percentile_ms(50):.0f} |")
     return [*lines, ""]
 
@@ -208,10 +230,13 @@ def write_markdown(results: Results, path: Path) -> None:
         f"- Images: the first {results.images} validation images of the model's dataset, cycled; the service and the "
         "naive server get the file's bytes (decode, letterbox, infer, map back, encode a PNG per request); "
         "the raw loop gets the "
-        "same images already decoded and letterboxed and runs `session.run` on them (labels only).",
-        f"- Raw and service alternate: at each concurrency, {results.rounds} round(s) of the raw loop then the "
-        "service (one warm service process throughout), so drift in the machine's speed hits both alike; "
-        "their rows and ratios sum the rounds.",
+        "same images already decoded and letterboxed and runs `session.run` on them (labels only). The in-process "
+        "pipeline is the naive server's per-request work (`benchmarks.raw.segment_png`) called from threads of "
+        "the benchmark itself, with no HTTP: at 1 client nothing can overlap a request's own decode and encode, "
+        "so its ratio to the raw loop is the most any server can reach there.",
+        f"- Raw, in-process and service alternate: at each concurrency, {results.rounds} round(s) of the raw loop, "
+        "the in-process pipeline, then the service (one warm service process throughout), so drift in the "
+        "machine's speed hits all three alike; their rows and ratios sum the rounds.",
         "- Raw at N clients: N threads sharing one session. Service: `python -m service --backend onnx-cpu`, "
         "default settings (CPU: batch 1, no delay, two batches in inference at once, a batch that starts beside "
         "another on a second session with half the cores' threads, ONNX arena kept at its warm-up size); one "

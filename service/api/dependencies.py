@@ -16,7 +16,7 @@ from service.registry import ReadyModel
 from service.state import ServiceState
 
 
-def _service_state(request: Request) -> ServiceState:
+async def _service_state(request: Request) -> ServiceState:
     """The state the lifespan created; the server answers no request before it has."""
     return request.app.state.service
 
@@ -45,7 +45,7 @@ def ready_model(requested: Callable[..., ModelRef]) -> Any:
     return Depends(hold, scope="function")
 
 
-def _from_query(
+async def _from_query(
     model: str | None = Query(None, description="Model name (default: see GET /v1/models).", examples=["polyp"]),
     version: int | None = Query(None, ge=1, description="Model version (default: the newest ready one)."),
 ) -> ModelRef:

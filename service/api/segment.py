@@ -111,7 +111,7 @@ class _Common:
     polygon_options: PolygonOptions
 
 
-def _common(
+async def _common(
     crf: bool = Query(False, description="Refine with a dense CRF (slower); combines with every format."),
     uncertainty: bool = Query(False, description="JSON formats: add mean entropy, the share of uncertain pixels "
                                                  "and per-class mean confidence."),

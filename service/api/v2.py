@@ -43,7 +43,7 @@ def v2_errors(*statuses: int) -> dict[int | str, dict]:
     return {status: {"model": V2Error, "description": HTTPStatus(status).phrase} for status in statuses}
 
 
-def _from_path(name: str, version: str | None = None) -> ModelRef:
+async def _from_path(name: str, version: str | None = None) -> ModelRef:
     """`version`: the path's on /versions/{version}/infer, else an optional query parameter."""
     return ModelRef(name, _version(version))
 

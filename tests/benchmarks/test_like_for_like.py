@@ -1,5 +1,6 @@
-"""The benchmark compares like with like: the naive reference server answers the same mask as the service's
-pipeline, and the raw loop runs the same session on the same letterboxed images."""
+"""The benchmark compares like with like: the naive reference server (whose per-request work is also the in-process
+pipeline) answers the same mask as the service's pipeline, and the raw loop runs the same session on the same
+letterboxed images."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.naive_server import create_app
-from benchmarks.raw import run_raw, session_for
+from benchmarks.raw import run_in_process, run_raw, session_for
 from modelcard.geometry import crop, letterbox, resize_labels
 from service.backends.onnx import session_options_for
 from service.imaging import decode_image
@@ -53,3 +54,9 @@ def test_raw_loop_session_has_the_services_default_session_options(segmentation_
     assert options.get_session_config_entry(spinning) == service.get_session_config_entry(spinning) == "0"
     assert (options.intra_op_num_threads, options.inter_op_num_threads, options.execution_mode) == \
         (service.intra_op_num_threads, service.inter_op_num_threads, service.execution_mode)
+
+
+def test_in_process_pipeline_runs_every_request_from_the_encoded_bytes(segmentation_model, kvasir_images):
+    bodies = [path.read_bytes() for path in kvasir_images[:2]]
+    result = run_in_process(session_for(segmentation_model), segmentation_model, bodies, clients=2, requests=5)
+    assert len(result.latencies_s) == 5 and result.statuses == {200: 5}
