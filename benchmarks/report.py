@@ -101,7 +101,7 @@ def model_ratios(results: Results, system: str = "service") -> dict[str, dict[in
 
 
 def goal_line(results: Results) -> str:
-    """The verdict per goal, each model's ratio next to its in-process ceiling where that was measured."""
+    """The verdict per goal, each model's ratio next to the in-process pipeline's (at 1 client, the ceiling)."""
     parts = []
     ceilings = model_ratios(results, "in-process")
     for clients, goal in GOALS.items():
@@ -110,7 +110,7 @@ def goal_line(results: Results) -> str:
             parts.append(f"{clients} client(s): not measured in this run")
             continue
         verdict = "met" if all(ratio >= goal for ratio in measured.values()) else "NOT met"
-        values = ", ".join(f"{model} {ratio:.2f}x" + (f" (ceiling {ceiling:.2f}x)" if (
+        values = ", ".join(f"{model} {ratio:.2f}x" + (f" (in-process {ceiling:.2f}x)" if (
             ceiling := ceilings.get(model, {}).get(clients)) is not None else "") for model, ratio in measured.items())
         parts.append(f"service >= {goal:.2f}x raw ONNX Runtime at {clients} client(s): {values}, {verdict}")
     return "Goals: " + "; ".join(parts) + "."
