@@ -146,7 +146,7 @@ def run_service_against_raw(results: Results, card: ModelCard, session: ort.Infe
         for clients, run in interleaved_rounds(server.url, card, session, canvases, bodies, args.clients, args,
                                                content_type).items():
             results.round_ratios[clients] = run.service_rounds
-            for name, result in (("raw", run.raw), ("in-process", run.in_process), ("service", run.service)):
+            for name, result in run.by_system().items():
                 results.load.setdefault(name, {})[clients] = result
                 print_run(name, result)
         if procfs.available():
@@ -161,7 +161,7 @@ def run_service_against_raw(results: Results, card: ModelCard, session: ort.Infe
                 server.url, other, session_for(other), other_canvases, [path.read_bytes() for path in paths],
                 [clients for clients in args.clients if clients <= GOAL_CLIENTS], args, content_type)
             for run in results.other_models[other.name].values():
-                for name, result in (("raw", run.raw), ("in-process", run.in_process), ("service", run.service)):
+                for name, result in run.by_system().items():
                     print_run(f"{other.name} {name}", result)
     finally:
         server.stop()

@@ -24,9 +24,13 @@ class Interleaved:
     service: LoadResult
     service_rounds: list[float]  # service / raw, per round
 
+    def by_system(self) -> dict[str, LoadResult]:
+        """The three results under their `SYSTEMS` keys."""
+        return {"raw": self.raw, "in-process": self.in_process, "service": self.service}
+
     def ratio(self, system: str) -> float:
         """`system` ("service" or "in-process") / raw throughput."""
-        return {"service": self.service, "in-process": self.in_process}[system].throughput / self.raw.throughput
+        return self.by_system()[system].throughput / self.raw.throughput
 
 
 @dataclass
@@ -110,10 +114,14 @@ def goal_line(results: Results) -> str:
             parts.append(f"{clients} client(s): not measured in this run")
             continue
         verdict = "met" if all(ratio >= goal for ratio in measured.values()) else "NOT met"
-        values = ", ".join(f"{model} {ratio:.2f}x" + (f" (in-process {ceiling:.2f}x)" if (
-            ceiling := ceilings.get(model, {}).get(clients)) is not None else "") for model, ratio in measured.items())
+        values = ", ".join(_ratio_text(model, ratio, ceilings.get(model, {}).get(clients))
+                           for model, ratio in measured.items())
         parts.append(f"service >= {goal:.2f}x raw ONNX Runtime at {clients} client(s): {values}, {verdict}")
     return "Goals: " + "; ".join(parts) + "."
+
+
+def _ratio_text(model: str, ratio: float, in_process: float | None) -> str:
+    return f"{model} {ratio:.2f}x" + (f" (in-process {in_process:.2f}x)" if in_process is not None else "")
 
 
 def summary_text(results: Results) -> str:
